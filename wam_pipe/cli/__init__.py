@@ -1,0 +1,54 @@
+"""The `wam-pipe` command line: one sub-command per module in this package.
+
+Exit codes: 0 success, 2 user or config error (one line each, no traceback), 1 runtime failure.
+`--debug` (before the sub-command) shows the Python traceback of any error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import traceback
+
+from wam_pipe import __version__
+from wam_pipe.errors import UserError
+
+# Sub-command modules; each exposes `register(subparsers)` and sets `func` on its parser.
+_COMMAND_MODULES = [
+    "run", "validate", "show", "ls", "schema", "shard", "data", "bench", "report", "embed", "detect",
+]
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse exits 2 on usage errors already; keep its message to one line plus the usage."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="wam-pipe", description="Train and use Watermark-Anything-style models from YAML pipelines.")
+    parser.add_argument("--version", action="version", version=f"wam-pipe {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show Python tracebacks for errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+    for name in _COMMAND_MODULES:
+        module = importlib.import_module(f"wam_pipe.cli.{name}_cmd")
+        module.register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = args.func(args)
+        return int(result or 0)
+    except UserError as err:
+        if args.debug:
+            traceback.print_exc()
+        for line in err.lines:
+            print(f"error: {line}" if not line.startswith(("error", " ")) else line, file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

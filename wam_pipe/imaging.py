@@ -1,0 +1,43 @@
+"""Pixel-space conventions shared by every component.
+
+Images travel from the loader as uint8 `(B, 3, H, W)`. Models, augmentations and losses work in the reference's
+"model space": float, ImageNet-normalized, `(x / 255 - mean) / std`. Value-space operations (JPEG, colour
+adjustments, PSNR) go through `[0, 1]` pixel space with `to_unit` / `from_unit`.
+"""
+
+from __future__ import annotations
+
+import torch
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _stats(like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    mean = torch.tensor(IMAGENET_MEAN, device=like.device, dtype=like.dtype).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=like.device, dtype=like.dtype).view(1, 3, 1, 1)
+    return mean, std
+
+
+def normalize_uint8(images: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """uint8 `(B, 3, H, W)` in [0, 255] -> model space `(B, 3, H, W)` in `dtype`."""
+    x = images.to(dtype).div_(255.0)
+    mean, std = _stats(x)
+    return (x - mean) / std
+
+
+def to_unit(x: torch.Tensor) -> torch.Tensor:
+    """Model space -> pixel space in [0, 1] (not clamped: geometric augmentations may leave the range)."""
+    mean, std = _stats(x)
+    return x * std + mean
+
+
+def from_unit(x: torch.Tensor) -> torch.Tensor:
+    """Pixel space in [0, 1] -> model space."""
+    mean, std = _stats(x)
+    return (x - mean) / std
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """Model space -> uint8 `(B, 3, H, W)`, rounded and clamped (for saving pictures and JPEG)."""
+    return to_unit(x).clamp(0, 1).mul(255).round().to(torch.uint8)
