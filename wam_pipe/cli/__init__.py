@@ -8,16 +8,23 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import pkgutil
 import sys
 import traceback
 
 from wam_pipe import __version__
 from wam_pipe.errors import UserError
 
-# Sub-command modules; each exposes `register(subparsers)` and sets `func` on its parser.
-_COMMAND_MODULES = [
-    "run", "validate", "show", "ls", "schema", "shard", "data", "bench", "report", "embed", "detect",
-]
+# Sub-commands live in `wam_pipe/cli/<name>_cmd.py`; each exposes `register(subparsers)` and sets `func` on its
+# parser. They are discovered, and listed in `--help` in this order (others after, alphabetically).
+_HELP_ORDER = ["run", "validate", "show", "ls", "schema", "shard", "data", "bench", "report", "embed", "detect"]
+
+
+def _command_modules() -> list[str]:
+    import wam_pipe.cli as package
+
+    found = [m.name[: -len("_cmd")] for m in pkgutil.iter_modules(package.__path__) if m.name.endswith("_cmd")]
+    return sorted(found, key=lambda name: (_HELP_ORDER.index(name) if name in _HELP_ORDER else len(_HELP_ORDER), name))
 
 
 class _Parser(argparse.ArgumentParser):
@@ -30,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show Python tracebacks for errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
-    for name in _COMMAND_MODULES:
+    for name in _command_modules():
         module = importlib.import_module(f"wam_pipe.cli.{name}_cmd")
         module.register(sub)
     return parser
@@ -47,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         for line in err.lines:
-            print(f"error: {line}" if not line.startswith(("error", " ")) else line, file=sys.stderr)
+            print(line, file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
