@@ -1,0 +1,20 @@
+"""Helpers shared by the sub-commands that take `PIPELINE.yaml [key=value ...]`."""
+
+from __future__ import annotations
+
+import argparse
+
+OVERRIDES_HELP = ("overrides in Hydra's grammar: key=value, +key=value (add), ++key=value (add or change), ~key "
+                  "(delete); e.g. stages.step.optimizer.lr=1e-4 run.epochs=10")
+
+
+def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("pipeline", metavar="PIPELINE.yaml", help="pipeline file")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDES_HELP)
+
+
+def check_overrides(parser: argparse.ArgumentParser, overrides: list[str]) -> None:
+    """Reject `--flags` that landed among the overrides (argparse passes unknown options through nargs='*')."""
+    for item in overrides:
+        if item.startswith("--"):
+            parser.error(f"unknown option {item}; overrides look like key=value")
