@@ -1,0 +1,54 @@
+"""`wam-pipe run PIPELINE.yaml [key=value ...]`: validate, build every stage, then run the pipeline.
+
+Examples:
+  wam-pipe run pipelines/quickstart.yaml
+  wam-pipe run pipelines/train.yaml stages.step.optimizer.lr=1e-4 run.epochs=10
+  wam-pipe run pipelines/train.yaml --nproc 8                 # 8 GPUs on this node (launches torchrun)
+  torchrun --nproc_per_node=8 -m wam_pipe run pipelines/train.yaml
+  wam-pipe run runs/wam-pretrain/config.yaml                  # resume (or repeat) a run from its run dir
+
+A run dir that holds a run of the same pipeline is resumed from its last checkpoint; any other non-empty dir is
+refused unless --overwrite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from wam_pipe.cli._common import add_pipeline_arguments, check_overrides
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("run", help="validate and run a pipeline (resumes an interrupted run)",
+                            description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_pipeline_arguments(parser)
+    parser.add_argument("--only", metavar="STAGE", help="run just this stage: shard-build, step (train, no eval) or eval")
+    parser.add_argument("--output-dir", metavar="DIR", help="run directory (default: run.output_dir, runs/<name>)")
+    parser.add_argument("--overwrite", action="store_true", help="replace a previous run in the run directory")
+    parser.add_argument("--nproc", type=int, metavar="N",
+                        help="launch N processes on this node with torchrun (one per GPU)")
+    parser.set_defaults(func=_run, parser=parser)
+
+
+def _run(args: argparse.Namespace) -> int:
+    check_overrides(args.parser, args.overrides)
+    if args.nproc and args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        from wam_pipe.config import compose
+        from wam_pipe.runner.distributed import launch_torchrun
+
+        compose(args.pipeline, args.overrides)  # report config errors once, before starting N processes
+        argv = [a for a in sys.argv[1:] if a != f"--nproc={args.nproc}"]
+        if "--nproc" in argv:
+            i = argv.index("--nproc")
+            del argv[i : i + 2]
+        return launch_torchrun(args.nproc, argv)
+
+    from wam_pipe.config import compose
+    from wam_pipe.runner.run import run_pipeline
+
+    pipeline = compose(args.pipeline, args.overrides)
+    run_dir = run_pipeline(pipeline, output_dir=args.output_dir, overwrite=args.overwrite, only=args.only)
+    print(f"done: {run_dir}")
+    return 0

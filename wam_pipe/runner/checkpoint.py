@@ -1,0 +1,92 @@
+"""Checkpoints: written atomically (temp name, fsync, rename), read with `weights_only=True` (no pickled code).
+
+Layout of a training checkpoint: `{format, model, optimizer, scheduler?, scaler?, discriminator?,
+disc_optimizer?, epoch, step, rng, config}`; `config` is the resolved pipeline as YAML text, so a checkpoint alone
+is enough to rebuild its model (`wam-pipe embed/detect --checkpoint`).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from wam_pipe.errors import UserError
+
+FORMAT = 1
+
+
+def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "wb") as f:
+        torch.save({"format": FORMAT, **payload}, f)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint safely; a missing or unreadable file is a one-line UserError."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: no such checkpoint; give the path of a .pt file written by wam-pipe")
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:
+        raise UserError(f"{path}: not a readable wam-pipe checkpoint ({type(err).__name__}: "
+                        f"{str(err).splitlines()[0][:200]})") from err
+    if not isinstance(data, dict) or "model" not in data:
+        raise UserError(f"{path}: not a wam-pipe checkpoint (no 'model' entry)")
+    return data
+
+
+def _module_of(key: str) -> str:
+    parts = key.split(".")
+    return ".".join(parts[:2]) if len(parts) > 2 else parts[0]
+
+
+def load_model_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str | Path) -> None:
+    """Load `state` into `model`, refusing (UserError) with the mismatched module named when shapes do not fit."""
+    own = model.state_dict()
+    problems = []
+    for key, value in state.items():
+        if key not in own:
+            problems.append(f"unexpected weight {key}")
+        elif tuple(own[key].shape) != tuple(value.shape):
+            problems.append(f"module {_module_of(key)}: {key} has shape {tuple(value.shape)} in the checkpoint "
+                            f"but {tuple(own[key].shape)} in this config")
+    missing = [k for k in own if k not in state]
+    if missing:
+        problems.append(f"module {_module_of(missing[0])}: {len(missing)} weights missing from the checkpoint "
+                        f"(first: {missing[0]})")
+    if problems:
+        raise UserError(f"{source}: checkpoint does not fit this model: {problems[0]}"
+                        + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
+                        + "; check embedder/extractor presets and nbits")
+    model.load_state_dict(state)
+
+
+def rng_state() -> dict[str, Any]:
+    """RNG states of this process as plain tensors/lists (loadable with weights_only=True)."""
+    np_state = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "python": random.getstate(),
+        "numpy": [np_state[0], np_state[1].tolist(), int(np_state[2]), int(np_state[3]), float(np_state[4])],
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state.get("cuda") and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    random.setstate(tuple(v if not isinstance(v, list) else tuple(v) for v in state["python"]))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), pos, has_gauss, cached))

@@ -1,0 +1,94 @@
+"""`run_pipeline`: from a validated pipeline to a finished run.
+
+    build every stage (cheap constructors)  ->  process group + device  ->  run dir (new / resume / overwrite)
+    -> shard-build (rank 0; others wait)     ->  train (load, augment, step, eval)  or  eval alone
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from wam_pipe.config import Pipeline, build_stages
+from wam_pipe.errors import UserError
+from wam_pipe.runner import distributed
+from wam_pipe.runner.context import RunContext
+from wam_pipe.runner.precision import resolve_precision
+from wam_pipe.runner.rundir import inspect_run_dir, write_run_files
+from wam_pipe.runner.seeding import seed_everything
+from wam_pipe.runner.settings import RunSettings
+from wam_pipe.runner.train import train
+
+RUNNABLE_ALONE = ("shard-build", "step", "eval")
+
+
+def configure_torch(settings: RunSettings, device: torch.device) -> None:
+    """Global speed/determinism switches, from `run:` (cudnn.benchmark, TF32, deterministic algorithms)."""
+    if settings.deterministic:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    else:
+        torch.backends.cudnn.benchmark = settings.cudnn_benchmark
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = settings.tf32
+        torch.backends.cudnn.allow_tf32 = settings.tf32
+        torch.set_float32_matmul_precision("high" if settings.tf32 else "highest")
+
+
+def _check_stage_set(stages: dict[str, Any], only: str | None, file: str) -> None:
+    if only is not None:
+        if only not in RUNNABLE_ALONE:
+            raise UserError(f"--only {only}: only {', '.join(RUNNABLE_ALONE)} can run alone")
+        if only not in stages:
+            raise UserError(f"--only {only}: {file} has no '{only}' stage (it has {', '.join(stages)})")
+    if (only in (None, "step")) and "step" in stages and "load" not in stages:
+        raise UserError(f"{file}: stages.step: training needs a load stage (stages.load) to read data from")
+
+
+def run_pipeline(pipeline: Pipeline, output_dir: str | None = None, overwrite: bool = False,
+                 only: str | None = None) -> Path:
+    """Run the pipeline; returns the run directory."""
+    stages = build_stages(pipeline.resolved, pipeline.file)
+    _check_stage_set(stages, only, pipeline.file)
+    settings = RunSettings.from_dict(dict(pipeline.resolved.get("run") or {}), pipeline.name)
+    run_dir = Path(output_dir or settings.output_dir)
+    rank, world_size, local_rank = distributed.env_coordinates()
+    device = distributed.pick_device(settings.device, local_rank)
+    # Read-only decision on every rank before rank 0 writes anything, so all ranks agree.
+    mode, resume_from = inspect_run_dir(run_dir, pipeline.resolved, overwrite)
+    distributed.init_process_group(device, settings.dist_backend, world_size)
+    ctx = RunContext(run_dir=run_dir, device=device, seed=settings.seed, rank=rank, world_size=world_size,
+                     local_rank=local_rank, precision=resolve_precision(settings.precision, device))
+    if not ctx.is_main:
+        ctx.log = lambda message: None
+    try:
+        configure_torch(settings, device)
+        seed_everything(settings.seed, rank)
+        if ctx.is_main:
+            write_run_files(run_dir, pipeline.to_yaml(), pipeline.to_yaml(resolved=True), pipeline.overrides,
+                            str(device), world_size, fresh=mode == "overwrite")
+        distributed.barrier(ctx)
+        _run_stages(ctx, settings, stages, pipeline, only, resume_from)
+    finally:
+        distributed.shutdown()
+    return run_dir
+
+
+def _run_stages(ctx: RunContext, settings: RunSettings, stages: dict[str, Any], pipeline: Pipeline,
+                only: str | None, resume_from: Path | None) -> None:
+    if "shard-build" in stages and only in (None, "shard-build"):
+        if ctx.is_main:
+            stages["shard-build"].run(ctx)
+        distributed.barrier(ctx)
+    if only == "shard-build":
+        return
+    if "step" in stages and only in (None, "step"):
+        without_eval = {k: v for k, v in stages.items() if not (k == "eval" and only == "step")}
+        train(ctx, settings, without_eval, ctx.run_dir, pipeline.to_yaml(resolved=True), resume_from)
+    elif "eval" in stages and only in (None, "eval"):
+        stages["eval"].run(ctx)

@@ -1,0 +1,124 @@
+"""The run directory: what a run records about itself, and the rules for reusing one.
+
+    <run>/config.yaml      the composed pipeline, overrides applied, interpolations kept (`wam-pipe run` it again)
+    <run>/resolved.yaml    the same, fully resolved
+    <run>/overrides.txt    the command-line overrides, one per line (appended on each resume)
+    <run>/env.json         versions, git SHA and dirty flag, host, device
+    <run>/log.jsonl        training log; <run>/checkpoints/last.pt; <run>/eval/ ...
+
+A non-empty run dir is refused unless it holds a run of the same pipeline (then the run resumes from its last
+checkpoint) or `--overwrite` is given. Settings that do not change what was already computed may differ on resume.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from wam_pipe.errors import UserError
+
+# May differ between a run and its resume: they change speed, cadence or length, not completed work.
+RESUMABLE_CHANGES = (
+    "run.epochs", "run.eval_every", "run.log_every", "run.checkpoint_every", "run.keep_checkpoints",
+    "run.tensorboard", "run.output_dir", "run.max_nonfinite_steps", "run.cudnn_benchmark", "run.dist_backend",
+    "stages.load.workers", "stages.load.prefetch_factor", "stages.load.persistent_workers", "stages.load.pin_memory",
+)
+_PACKAGES = ("wam-pipe", "torch", "torchvision", "hydra-zen", "hydra-core", "omegaconf", "webdataset", "pycocotools",
+             "numpy", "pillow")
+
+
+def _flatten(data: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(data, dict):
+        out: dict[str, Any] = {}
+        for key, value in data.items():
+            out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+        return out or {prefix: {}}
+    return {prefix: data}
+
+
+def config_differences(old: dict, new: dict) -> list[str]:
+    """Dotted keys whose values differ, ignoring RESUMABLE_CHANGES."""
+    a, b = _flatten(old), _flatten(new)
+    keys = sorted(set(a) | set(b))
+    return [k for k in keys if a.get(k, "<absent>") != b.get(k, "<absent>") and not k.startswith(RESUMABLE_CHANGES)]
+
+
+def inspect_run_dir(run_dir: Path, resolved: dict, overwrite: bool) -> tuple[str, Path | None]:
+    """Decide what to do with `run_dir` without touching it: ("new" | "overwrite" | "resume", checkpoint)."""
+    if not run_dir.exists() or (run_dir.is_dir() and not any(run_dir.iterdir())):
+        return "new", None
+    if not run_dir.is_dir():
+        raise UserError(f"{run_dir}: exists and is not a directory; choose another run.output_dir or --output-dir")
+    saved = run_dir / "resolved.yaml"
+    if overwrite:
+        if not saved.is_file():
+            raise UserError(f"{run_dir}: not empty and not a wam-pipe run dir (no resolved.yaml); refusing to delete "
+                            f"it; choose another --output-dir")
+        return "overwrite", None
+    if not saved.is_file():
+        raise UserError(f"{run_dir}: exists and is not empty; use --overwrite to replace a previous run there, or "
+                        f"--output-dir DIR for a new run")
+    old = yaml.safe_load(saved.read_text()) or {}
+    differences = config_differences(old, resolved)
+    if differences:
+        shown = ", ".join(differences[:4]) + (f" and {len(differences) - 4} more" if len(differences) > 4 else "")
+        raise UserError(f"{run_dir}: holds a run of a different configuration ({shown} differ); use --overwrite to "
+                        f"replace it, or --output-dir DIR for a new run")
+    checkpoint = run_dir / "checkpoints" / "last.pt"
+    return "resume", checkpoint if checkpoint.is_file() else None
+
+
+def write_run_files(run_dir: Path, config_yaml: str, resolved_yaml: str, overrides: list[str], device: str,
+                    world_size: int, fresh: bool) -> None:
+    """Write the run's record (rank 0 only). On resume, config files are refreshed and overrides appended."""
+    if fresh and run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _atomic_write(run_dir / "config.yaml", config_yaml)
+    _atomic_write(run_dir / "resolved.yaml", resolved_yaml)
+    with open(run_dir / "overrides.txt", "a") as f:
+        f.writelines(f"{o}\n" for o in overrides)
+    _atomic_write(run_dir / "env.json", json.dumps(environment(device, world_size), indent=2) + "\n")
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    tmp.replace(path)
+
+
+def _git(*args: str) -> str | None:
+    root = Path(__file__).resolve().parents[2]
+    try:
+        out = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def environment(device: str, world_size: int) -> dict[str, Any]:
+    versions = {}
+    for package in _PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    status = _git("status", "--porcelain")
+    return {
+        "versions": {"python": sys.version.split()[0], **versions},
+        "git": {"sha": _git("rev-parse", "HEAD"), "dirty": bool(status) if status is not None else None},
+        "host": socket.gethostname(),
+        "platform": platform.platform(),
+        "device": device,
+        "world_size": world_size,
+        "command": sys.argv,
+    }

@@ -1,0 +1,105 @@
+"""The training loop: one explicit loop over epochs and batches that owns the order of everything.
+
+    for epoch:                                   seeds derived from (seed, rank, epoch): exact resume at any world size
+        for batch in load.epoch(epoch):          this rank's share; every rank gets the same number of batches
+            step.train_step(batch, augment)      embed -> splice -> augment -> extract -> losses -> update
+            every log_every steps: read metrics  the only host sync of the loop
+        scheduler; eval every eval_every epochs; checkpoint every checkpoint_every epochs (rank 0 writes)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+from wam_pipe.runner import distributed
+from wam_pipe.runner.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from wam_pipe.runner.context import RunContext
+from wam_pipe.runner.meter import MetricMeter
+from wam_pipe.runner.seeding import seed_everything
+from wam_pipe.runner.settings import RunSettings
+from wam_pipe.runner.train_log import TrainLog
+
+
+@dataclasses.dataclass
+class LoopClock:
+    """Wall time of a logging window, and how much of it the loop spent waiting for the loader."""
+
+    start: float = dataclasses.field(default_factory=time.perf_counter)
+    waiting: float = 0.0
+    images: int = 0
+
+    def summary(self, world_size: int) -> dict[str, float]:
+        elapsed = max(time.perf_counter() - self.start, 1e-9)
+        return {"img_per_s": self.images * world_size / elapsed, "data_wait": self.waiting / elapsed}
+
+
+def train(ctx: RunContext, settings: RunSettings, stages: dict[str, Any], run_dir: Path, config_yaml: str,
+          resume_from: Path | None) -> None:
+    load, augment, step, evaluator = stages["load"], stages.get("augment"), stages["step"], stages.get("eval")
+    load.setup(ctx)
+    steps_per_epoch = min(load.batches_per_epoch, settings.steps_per_epoch or math.inf)
+    step.setup(ctx, epochs=settings.epochs, steps_per_epoch=int(steps_per_epoch),
+               static_graph=settings.ddp_static_graph, bucket_view=settings.ddp_bucket_view,
+               channels_last=settings.channels_last)
+    if evaluator is not None:
+        evaluator.setup(ctx)
+    log = TrainLog(ctx, run_dir, settings.tensorboard)
+    start_epoch, global_step = 0, 0
+    if resume_from is not None:
+        checkpoint = load_checkpoint(resume_from, map_location=ctx.device)
+        step.load_state_dict(checkpoint)
+        set_rng_state(checkpoint["rng"])
+        start_epoch, global_step = checkpoint["epoch"], checkpoint["step"]
+        ctx.log(f"resuming {run_dir} at epoch {start_epoch} (step {global_step}) from {resume_from}")
+    tolerate = settings.max_nonfinite_steps if ctx.precision == "fp16" else 0
+    ctx.log(f"training {settings.epochs} epochs x {int(steps_per_epoch)} steps on {ctx.world_size} x {ctx.device} "
+            f"({ctx.precision})")
+
+    for epoch in range(start_epoch, settings.epochs):
+        seed_everything(settings.seed, ctx.rank, epoch)
+        step.train()
+        meter, epoch_meter, clock = MetricMeter(tolerate), MetricMeter(tolerate), LoopClock()
+        batches = iter(load.epoch(epoch))
+        for _ in range(int(steps_per_epoch)):
+            waited = time.perf_counter()
+            batch = next(batches, None)
+            if batch is None:
+                break
+            clock.waiting += time.perf_counter() - waited
+            clock.images += int(batch["images"].shape[0])
+            metrics = step.train_step(batch, augment, epoch)
+            meter.update(metrics, global_step)
+            epoch_meter.update(metrics, global_step)
+            global_step += 1
+            if global_step % settings.log_every == 0:
+                speed = clock.summary(ctx.world_size)
+                values = {**meter.read(), "lr": step.current_lr(), **speed}
+                log.log("train", epoch, global_step, values,
+                        extra=f"lr {values['lr']:.2e} | {speed['img_per_s']:.1f} img/s, data wait "
+                              f"{100 * speed['data_wait']:.0f}%")
+                clock = LoopClock()
+        log.log("epoch", epoch, global_step, {**epoch_meter.read(), "lr": step.current_lr()})
+        step.end_epoch()
+
+        last = epoch == settings.epochs - 1
+        if evaluator is not None and (last or (settings.eval_every and (epoch + 1) % settings.eval_every == 0)):
+            evaluator.evaluate(ctx, step.watermarker, epoch=epoch, step=global_step)
+        if last or (epoch + 1) % settings.checkpoint_every == 0:
+            _save(ctx, settings, step, run_dir, config_yaml, epoch, global_step)
+    log.close()
+
+
+def _save(ctx: RunContext, settings: RunSettings, step: Any, run_dir: Path, config_yaml: str, epoch: int,
+          global_step: int) -> None:
+    if ctx.is_main:
+        payload = {**step.state_dict(), "epoch": epoch + 1, "step": global_step, "rng": rng_state(),
+                   "config": config_yaml}
+        save_checkpoint(run_dir / "checkpoints" / "last.pt", payload)
+        if settings.keep_checkpoints and (epoch + 1) % settings.keep_checkpoints == 0:
+            save_checkpoint(run_dir / "checkpoints" / f"epoch-{epoch + 1:04d}.pt", payload)
+    distributed.barrier(ctx)
+

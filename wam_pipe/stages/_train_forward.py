@@ -1,0 +1,53 @@
+"""`TrainForward`: the differentiable part of one training step as a single module.
+
+DDP only prepares gradient reduction when its wrapped module's `forward` runs, so embedding, splicing, augmenting
+and extracting happen inside one `forward` rather than through `Watermarker.embed`/`detect` calls from outside.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class TrainForward(nn.Module):
+    """Embed each watermark, splice it by its mask (optionally rolled to the next image), augment, extract.
+
+    Args:
+        watermarker: `wam_pipe.models.Watermarker` (embedder, extractor, JND, scaling).
+    """
+
+    def __init__(self, watermarker: nn.Module):
+        super().__init__()
+        self.watermarker = watermarker
+
+    def forward(self, imgs: torch.Tensor, masks: torch.Tensor, msgs: torch.Tensor, augment: Any,
+                roll: bool) -> dict[str, torch.Tensor]:
+        """
+        Args:
+            imgs: (B, 3, H, W) covers, model space. masks: (B, K, H, W) 0/1. msgs: (B, K, nbits) 0/1.
+            augment: the augment stage (None = no augmentation). roll: paste image i+1's watermark into image i.
+        Returns:
+            imgs_w (B, 3, H, W) spliced watermarked images; imgs_aug; masks (B, K, h, w) augmented targets at the
+            extractor's size; msgs (B, K, nbits) matching the masks; preds (B, 1 + nbits, h, w) logits.
+        """
+        spliced = imgs
+        for k in range(masks.shape[1]):
+            watermarked = self.watermarker.embed(imgs, msgs[:, k])         # (B, 3, H, W)
+            mask = masks[:, k : k + 1]                                      # (B, 1, H, W)
+            if roll:
+                watermarked, mask = watermarked.roll(-1, dims=0), mask.roll(-1, dims=0)
+            spliced = spliced * (1 - mask) + watermarked * mask
+        if roll:
+            masks, msgs = masks.roll(-1, dims=0), msgs.roll(-1, dims=0)
+        if augment is not None:
+            imgs_aug, masks_aug, _ = augment(spliced, masks)
+        else:
+            imgs_aug, masks_aug = spliced, masks
+        preds = self.watermarker.detect(imgs_aug)                           # (B, 1 + nbits, h, w)
+        if masks_aug.shape[-2:] != preds.shape[-2:]:
+            masks_aug = F.interpolate(masks_aug.float(), size=preds.shape[-2:], mode="nearest")
+        return {"imgs_w": spliced, "imgs_aug": imgs_aug, "masks": masks_aug, "msgs": msgs, "preds": preds}
