@@ -87,6 +87,8 @@ def describe_type(annotation: Any) -> str:
         return f"list of {describe_type(args[0])}" if args else "list"
     if origin in (dict, collections.abc.Mapping):
         return f"mapping of {describe_type(args[1])}" if len(args) == 2 else "mapping"
+    if _is_tensor_type(annotation):
+        return "number (tensor)"
     if annotation in (pathlib.Path, str):
         return "string" if annotation is str else "path"
     if inspect.isclass(annotation) and annotation not in (int, float, bool):
@@ -139,11 +141,18 @@ def _fits(annotation: Any, value: Any) -> bool:  # noqa: C901 - one branch per a
         if not isinstance(value, collections.abc.Mapping):
             return False
         return len(args) != 2 or all(_fits(args[1], v) for v in value.values())
+    if _is_tensor_type(annotation):
+        # `lr: float | Tensor` and friends: YAML gives numbers (or nested lists of numbers) for a tensor.
+        return isinstance(value, (int, float, list)) and not isinstance(value, bool)
     if inspect.isclass(annotation):
-        # A class annotation that YAML cannot produce directly (e.g. torch.dtype): accept strings and numbers,
-        # the constructor will complain if they are wrong.
-        return value is None or isinstance(value, (str, int, float, list, dict))
+        # Any other class (a model, a mask sampler ...) comes from a `_target_` node, handled above.
+        return False
     return True
+
+
+def _is_tensor_type(annotation: Any) -> bool:
+    return inspect.isclass(annotation) and annotation.__module__.startswith("torch") and \
+        annotation.__name__ == "Tensor"
 
 
 def default_for_yaml(param: Param) -> Any:

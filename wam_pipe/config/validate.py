@@ -200,6 +200,8 @@ def _check_arguments(node: dict, obj: Any, sig: Any, target: str, path: str, fil
 def _check_stage_kind(target: str, stage_kind: str, path: str, file: str) -> list[str]:
     from wam_pipe.stages import STAGE_KEYS
 
+    if stage_kind not in STAGE_KEYS:
+        return []  # an unknown stage kind is reported by the top-level check
     expected = f"wam_pipe.stages.{STAGE_KEYS[stage_kind]}"
     if target.startswith("wam_pipe.stages.") and target != expected:
         return [f"{file}: {path}._target_: the {stage_kind} stage must be {expected}, got {target}"]
