@@ -1,0 +1,109 @@
+"""`wam-pipe shard build|verify|inspect|merge`: COCO -> WebDataset shards, and tools to check and join them.
+
+Exit codes: 0 success (a build that was already up to date included), 1 too many skipped images / a bad shard,
+2 a user error (bad arguments, missing or malformed inputs, an output folder holding another build).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("shard", help="build, verify, inspect or merge WebDataset shards", description=__doc__)
+    which = parser.add_subparsers(dest="shard_command", metavar="ACTION")
+    which.required = True
+    _add_build(which)
+    verify = which.add_parser("verify", help="recompute hashes, decode every sample, check counts")
+    verify.add_argument("directory", help="shard folder (holding manifest.json)")
+    verify.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    verify.set_defaults(func=_verify)
+    inspect = which.add_parser("inspect", help="counts, sizes, category histogram, and a picture of samples")
+    inspect.add_argument("directory", help="shard folder (holding manifest.json)")
+    inspect.add_argument("--out", default=None, help="write a grid of samples with masks overlaid to this PNG")
+    inspect.add_argument("--samples", type=int, default=16, help="samples in the picture (default 16)")
+    inspect.set_defaults(func=_inspect)
+    merge = which.add_parser("merge", help="join the part manifests of a --num-parts build")
+    merge.add_argument("inputs", nargs="+", help="shard folders or part manifest files")
+    merge.add_argument("--out", required=True, help="output folder (shards elsewhere are linked or copied here)")
+    merge.set_defaults(func=_merge)
+
+
+def _add_build(which: argparse._SubParsersAction) -> None:
+    build = which.add_parser("build", help="pack COCO images + instance masks into shards (incremental, crash-safe)",
+                             description="Pack COCO images + instance masks into WebDataset shards. Rerunning with "
+                             "the same inputs and settings is a no-op; an interrupted build resumes.")
+    build.add_argument("--images", required=True, help="folder of the images the JSON lists")
+    build.add_argument("--annotations", required=True, help="COCO instances JSON")
+    build.add_argument("--out", required=True, help="output folder for shard-*.tar and manifest.json")
+    build.add_argument("--size", type=int, default=256, help="stored side in pixels (default 256)")
+    build.add_argument("--samples-per-shard", type=int, default=512, help="samples per shard (default 512)")
+    build.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
+    build.add_argument("--image-format", choices=["jpeg", "png"], default="jpeg", help="stored image format")
+    build.add_argument("--quality", type=int, default=95, help="JPEG quality (default 95)")
+    build.add_argument("--overwrite", action="store_true", help="replace an output built with other settings")
+    build.add_argument("--max-skipped-fraction", type=float, default=0.01,
+                       help="fail (exit 1, publish nothing) above this fraction of skipped images (default 0.01)")
+    build.add_argument("--num-parts", type=int, default=1, help="split the build into P disjoint parts")
+    build.add_argument("--part", type=int, default=0, help="which part to build (0..P-1)")
+    build.add_argument("--no-progress", action="store_true", help="no progress bar")
+    build.set_defaults(func=_build)
+
+
+def _build(args: argparse.Namespace) -> int:
+    from wam_pipe.data.build import build_shards
+    from wam_pipe.data.build_state import BuildConfig
+    from wam_pipe.data.manifest_summary import summary_lines
+
+    config = BuildConfig(
+        images=args.images, annotations=args.annotations, out=args.out, size=args.size,
+        samples_per_shard=args.samples_per_shard, workers=args.workers, image_format=args.image_format,
+        quality=args.quality, overwrite=args.overwrite, max_skipped_fraction=args.max_skipped_fraction,
+        num_parts=args.num_parts, part=args.part, progress=not args.no_progress,
+    )
+    result = build_shards(config)
+    if result.noop:
+        print(f"{result.manifest_path}: up to date (same annotations and settings); nothing to do")
+    else:
+        rate = result.processed_images / max(result.seconds, 1e-9)
+        print(f"built {result.built_shards} shards ({result.processed_images} images, {rate:.0f} img/s), reused "
+              f"{result.reused_shards}, in {result.seconds:.1f} s")
+    for line in summary_lines(result.manifest, str(result.manifest_path)):
+        print(line)
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from wam_pipe.data.verify import verify_shards
+
+    manifest, problems = verify_shards(args.directory, workers=args.workers)
+    if problems:
+        for line in problems:
+            print(line, file=sys.stderr)
+        print(f"{args.directory}: {len(problems)} problems found", file=sys.stderr)
+        return 1
+    totals = manifest["totals"]
+    print(f"{args.directory}: OK: {totals['shards']} shards, {totals['samples']} samples verified")
+    return 0
+
+
+def _inspect(args: argparse.Namespace) -> int:
+    from wam_pipe.data.inspect_shards import describe, render_grid
+
+    for line in describe(args.directory):
+        print(line)
+    if args.out:
+        drawn = render_grid(args.directory, args.out, args.samples)
+        print(f"wrote {args.out} ({drawn} samples with their instance masks)")
+    return 0
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from wam_pipe.data.manifest_summary import summary_lines
+    from wam_pipe.data.merge import merge_parts
+
+    path, manifest = merge_parts(args.inputs, args.out)
+    for line in summary_lines(manifest, str(path)):
+        print(line)
+    return 0

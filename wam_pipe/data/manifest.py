@@ -1,0 +1,84 @@
+"""`manifest.json`: the record of a finished shard build, written last and atomically.
+
+Format (version 1; see docs/data.md):
+```
+{"format": "wam-pipe-shards", "format_version": 1,
+ "settings": {"size", "samples_per_shard", "image_format", "quality", "jpeg_subsampling"},
+ "source": {"annotations_file", "annotations_sha256", "image_count", "annotation_count"},
+ "part": {"index", "count"} | null,          # set on a part manifest (`--num-parts`), null once merged/whole
+ "shards": [{"name", "samples", "bytes", "sha256"}, ...],
+ "totals": {"shards", "samples", "bytes", "instances", "images_without_annotations"},
+ "categories": [{"id", "name", "supercategory", "instances"}, ...],
+ "skipped": [{"image_id", "file_name", "reason"}, ...],
+ "unknown_image_annotations": {"count", "image_ids"},
+ "files_not_in_json": int,
+ "encoder": {"pillow", "libjpeg_turbo", "pycocotools"}}
+```
+The build is a no-op when `settings` and `source` match; `encoder` is informative only.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from wam_pipe.data.tar_io import atomic_write_bytes
+from wam_pipe.errors import UserError
+
+MANIFEST_NAME = "manifest.json"
+FORMAT = "wam-pipe-shards"
+FORMAT_VERSION = 1
+
+
+def part_suffix(part: int | None, num_parts: int | None) -> str:
+    """`""` for a whole build, `.part-0001-of-0004` for part 1 of 4 (manifest and state file names)."""
+    if part is None or not num_parts or num_parts == 1:
+        return ""
+    return f".part-{part:04d}-of-{num_parts:04d}"
+
+
+def manifest_path(out: Path, part: int | None = None, num_parts: int | None = None) -> Path:
+    suffix = part_suffix(part, num_parts)
+    return Path(out) / (f"manifest{suffix}.json" if suffix else MANIFEST_NAME)
+
+
+def write_manifest(path: Path, manifest: dict[str, Any]) -> None:
+    """Write a manifest atomically (temp name, fsync, rename), deterministic key order and spacing."""
+    atomic_write_bytes(Path(path), (json.dumps(manifest, indent=1) + "\n").encode())
+
+
+def read_manifest(path: str | Path) -> dict[str, Any]:
+    """Read and check a manifest (a file, or a shard directory holding `manifest.json`).
+
+    Raises:
+        UserError: missing, not JSON, or not a wam-pipe shard manifest of a known version.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / MANIFEST_NAME
+    if not path.is_file():
+        raise UserError(f"{path}: no shard manifest; build shards with `wam-pipe shard build` (or merge the parts)")
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: manifest is not valid JSON ({err}); rebuild with `wam-pipe shard build --overwrite`")
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise UserError(f"{path}: not a wam-pipe shard manifest; point at a directory made by `wam-pipe shard build`")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise UserError(
+            f"{path}: manifest format_version {manifest.get('format_version')} is not supported "
+            f"(this wam-pipe reads {FORMAT_VERSION}); rebuild the shards with this version"
+        )
+    return manifest
+
+
+def same_build(manifest: dict[str, Any], settings: dict[str, Any], source: dict[str, Any]) -> bool:
+    """Whether an existing manifest was built from the same source with the same settings."""
+    return manifest.get("settings") == settings and manifest.get("source") == source
+
+
+def describe_difference(old: dict[str, Any], new: dict[str, Any]) -> str:
+    """`key: old -> new` for the keys that differ (for the refusal message)."""
+    keys = sorted(set(old) | set(new))
+    return ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k))

@@ -1,0 +1,173 @@
+"""The `load` stage: batches of uint8 images and instance masks, split exactly across ranks and workers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+from wam_pipe.errors import UserError
+from wam_pipe.runner.context import RunContext
+
+
+class Load:
+    """Stream batches `{"images": (B, 3, S, S) uint8, "masks": (B, K, S, S) uint8, "keys": [str]}` for each epoch.
+
+    Exactly one source: `shards` (a directory made by `shard build`), or `images` + `annotations` (the per-file
+    COCO loader: decode + rasterise at load time, no shards needed, same output).
+
+    Each epoch the shard order is reshuffled (seeded by run seed + epoch) and cut at sample granularity into one
+    contiguous span per rank and one block of whole batches per worker: with `drop_last` every rank gets the same
+    number of batches and every sample is read at most once (all but fewer than world x (batch_size + 1) per epoch);
+    with `drop_last: false` every sample is read exactly once across ranks (evaluation). Sample randomness (shuffle
+    buffer, instance subsets) is seeded from (seed, epoch, rank, worker).
+
+    Args:
+        shards: directory with `manifest.json` and the shards. Default None.
+        images: folder of COCO images (per-file source). Default None.
+        annotations: COCO instances JSON (per-file source). Default None.
+        size: sample side in pixels; must equal the shards' size. Default 256.
+        batch_size: samples per batch, per rank. Default 16.
+        workers: DataLoader worker processes per rank; 0 runs in-process. Default 8.
+        prefetch_factor: batches prefetched per worker. Default 4.
+        persistent_workers: keep workers alive between epochs. Default True.
+        pin_memory: pin batches for faster host-to-GPU copies (only used when the device is CUDA). Default True.
+        shuffle: reshuffle shard order each epoch and use the shuffle buffer. Default True.
+        shuffle_buffer: encoded samples held per worker for shuffling (~30 KB each). Default 1000.
+        mask_mode: "union" (K = 1, the union of a random subset of instances with probability `random_subset`, else
+            of all) or "instances" (K = `max_masks` separate instance masks, zero-padded). Default "union".
+        max_masks: K for `mask_mode: instances`. Default 4.
+        random_subset: probability of a random instance subset in union mode (0 for evaluation). Default 0.5.
+        resampled: draw shards with replacement, endlessly (streaming); an epoch is then a fixed number of batches
+            and samples may repeat or be missed. Default False.
+        drop_last: drop incomplete batches so that every rank has the same batch count (training). Default True.
+        max_samples: use only the first N samples of the epoch's order (e.g. evaluation subsets). Default None.
+        decoder: "torchvision" (faster) or "pil". Default "torchvision".
+        channels_last: deliver `images` in channels-last memory layout (same shape (B, 3, S, S); saves a strided
+            copy per image in the workers; `.contiguous()` gives NCHW memory). Default True.
+        min_shards_per_worker: exact epochs need at least this many shards per (rank x worker); fewer fails at
+            setup saying how many are needed. Default 1.
+    """
+
+    def __init__(self, shards: str | None = None, images: str | None = None, annotations: str | None = None,
+                 size: int = 256, batch_size: int = 16, workers: int = 8, prefetch_factor: int = 4,
+                 persistent_workers: bool = True, pin_memory: bool = True, shuffle: bool = True,
+                 shuffle_buffer: int = 1000, mask_mode: str = "union", max_masks: int = 4,
+                 random_subset: float = 0.5, resampled: bool = False, drop_last: bool = True,
+                 max_samples: int | None = None, decoder: str = "torchvision", channels_last: bool = True,
+                 min_shards_per_worker: int = 1):
+        self.shards, self.images, self.annotations = shards, images, annotations
+        self.size, self.batch_size, self.workers = size, batch_size, workers
+        self.prefetch_factor, self.persistent_workers, self.pin_memory = prefetch_factor, persistent_workers, pin_memory
+        self.shuffle, self.shuffle_buffer = shuffle, shuffle_buffer
+        self.mask_mode, self.max_masks, self.random_subset = mask_mode, max_masks, random_subset
+        self.resampled, self.drop_last, self.max_samples = resampled, drop_last, max_samples
+        self.decoder, self.channels_last, self.min_shards_per_worker = decoder, channels_last, min_shards_per_worker
+        self._stream: Any = None
+        self._loader: Any = None
+        self._log: Any = print
+
+    def _check_values(self) -> None:
+        from wam_pipe.data.decode import DECODERS
+        from wam_pipe.data.mask_select import MASK_MODES
+
+        per_file = self.images is not None or self.annotations is not None
+        problems = [
+            (self.shards is None) == (not per_file) or (per_file and (self.images is None or self.annotations is None)),
+            self.batch_size < 1, self.workers < 0, self.prefetch_factor < 1, self.shuffle_buffer < 0,
+            self.mask_mode not in MASK_MODES, self.max_masks < 1, not 0.0 <= self.random_subset <= 1.0,
+            self.max_samples is not None and self.max_samples < 0, self.decoder not in DECODERS, self.size < 8,
+        ]
+        messages = [
+            "give exactly one source: `shards`, or both `images` and `annotations`",
+            f"batch_size: must be >= 1, got {self.batch_size}", f"workers: must be >= 0, got {self.workers}",
+            f"prefetch_factor: must be >= 1, got {self.prefetch_factor}",
+            f"shuffle_buffer: must be >= 0, got {self.shuffle_buffer}",
+            f"mask_mode: must be one of {MASK_MODES}, got {self.mask_mode!r}",
+            f"max_masks: must be >= 1, got {self.max_masks}",
+            f"random_subset: must be in [0, 1], got {self.random_subset}",
+            f"max_samples: must be >= 0, got {self.max_samples}",
+            f"decoder: must be one of {DECODERS}, got {self.decoder!r}", f"size: must be >= 8, got {self.size}",
+        ]
+        for bad, message in zip(problems, messages):
+            if bad:
+                raise UserError(f"load: {message}")
+
+    def setup(self, ctx: RunContext) -> None:
+        """Read the manifest (or parse the JSON once), check shard counts, and build this rank's loader."""
+        from wam_pipe.data.decode import Collate
+        from wam_pipe.data.mask_select import MaskSelector
+        from wam_pipe.data.stream import EpochStream, make_loader
+
+        self._check_values()
+        self._log = ctx.log
+        source = self._shard_source(ctx) if self.shards is not None else self._per_file_source()
+        selector = MaskSelector(self.mask_mode, self.max_masks, self.random_subset)
+        self._stream = EpochStream(
+            source, selector, Collate(self.channels_last), batch_size=self.batch_size, seed=ctx.seed, rank=ctx.rank,
+            world_size=ctx.world_size, drop_last=self.drop_last, shuffle=self.shuffle,
+            shuffle_buffer=self.shuffle_buffer, resampled=self.resampled, max_samples=self.max_samples,
+        )
+        if self.drop_last and self._stream.batches_per_epoch() == 0:
+            raise UserError(
+                f"load: {self._stream.total} samples cannot fill one batch of {self.batch_size} on each of "
+                f"{ctx.world_size} ranks; lower load.batch_size or use more data"
+            )
+        pin = bool(self.pin_memory) and ctx.device.type == "cuda"
+        self._loader = make_loader(self._stream, self.workers, self.prefetch_factor, self.persistent_workers, pin)
+
+    def _shard_source(self, ctx: RunContext) -> Any:
+        from wam_pipe.data.webdataset_loader import ShardSource, open_shards
+
+        directory, manifest = open_shards(self.shards)
+        stored = manifest["settings"]["size"]
+        if stored != self.size:
+            raise UserError(f"load.size: {self.size}, but {directory} holds {stored}-pixel samples; set size: {stored} "
+                            "or rebuild the shards")
+        self._check_shard_count(len(manifest["shards"]), manifest["totals"]["samples"], ctx.world_size, directory)
+        return ShardSource(directory, manifest, self.decoder)
+
+    def _check_shard_count(self, shards: int, samples: int, world_size: int, directory: Path) -> None:
+        consumers = world_size * max(self.workers, 1)
+        needed = consumers * self.min_shards_per_worker
+        if self.resampled or shards >= needed:
+            return
+        per_shard = max(1, samples // needed)
+        fewer_workers = max(shards // (world_size * self.min_shards_per_worker), 0)
+        raise UserError(
+            f"{directory}: {shards} shards for {world_size} ranks x {max(self.workers, 1)} workers; at least {needed} "
+            f"are needed; rebuild with --samples-per-shard {per_shard} (or lower), or set load.workers: "
+            f"{fewer_workers}" + (" (0 = in-process)" if fewer_workers == 0 else "")
+        )
+
+    def _per_file_source(self) -> Any:
+        from wam_pipe.data.coco_index import load_coco_index
+        from wam_pipe.data.per_file import PerFileSource
+
+        images = Path(self.images)
+        if not images.is_dir():
+            raise UserError(f"{images}: image folder not found; set load.images to the folder of the JSON's file_names")
+        index = load_coco_index(self.annotations)
+        return PerFileSource(images, index.images, self.size, self.decoder)
+
+    def _require_setup(self) -> Any:
+        if self._stream is None:
+            raise RuntimeError("Load.setup(ctx) must be called before using the loader")
+        return self._stream
+
+    @property
+    def batches_per_epoch(self) -> int:
+        """Batches this rank yields per epoch (identical on every rank when `drop_last`)."""
+        return self._require_setup().batches_per_epoch()
+
+    @property
+    def num_samples(self) -> int:
+        """Samples available per epoch across all ranks (after `max_samples`)."""
+        return self._require_setup().total
+
+    def epoch(self, epoch: int) -> Iterator[dict]:
+        """This rank's batches for `epoch` (exactly `batches_per_epoch` of them)."""
+        from wam_pipe.data.stream import iterate
+
+        stream = self._require_setup()
+        stream.set_epoch(epoch)
+        return iterate(self._loader)

@@ -1,0 +1,91 @@
+"""The `shard-build` stage: the same build as `wam-pipe shard build`, run at the start of a pipeline."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from wam_pipe.errors import UserError
+from wam_pipe.runner.context import RunContext
+
+
+class ShardBuild:
+    """Pack COCO images + instance masks into WebDataset shards; a no-op when `out` already matches.
+
+    Rank 0 builds; the other ranks wait until `out/manifest.json` exists (the runner adds a barrier after `run`).
+    `out` must therefore be visible to every rank (shared or per-node storage prepared the same way).
+
+    Args:
+        images: folder of the images the JSON lists.
+        annotations: COCO instances JSON.
+        out: output folder for `shard-*.tar` and `manifest.json`.
+        size: stored side in pixels (short side resized, then center-cropped). Default 256.
+        samples_per_shard: samples per shard. Default 512.
+        workers: build processes; None = all cores. Default None.
+        image_format: "jpeg" or "png". Default "jpeg".
+        quality: JPEG quality. Default 95.
+        overwrite: replace an output built with other settings (else that is an error). Default False.
+        max_skipped_fraction: fail, publishing nothing, when more images than this are skipped. Default 0.01.
+        synthesize: if > 0, first write a synthetic COCO dataset of this many images to `images` / `annotations`
+            (a no-op when it is already there with the same count and seed). 0 = off. Default 0.
+        synthesize_seed: seed of the synthetic dataset. Default 0.
+        wait_timeout_s: how long ranks other than 0 wait for the manifest. Default 86400.
+    """
+
+    def __init__(self, images: str, annotations: str, out: str, size: int = 256, samples_per_shard: int = 512,
+                 workers: int | None = None, image_format: str = "jpeg", quality: int = 95, overwrite: bool = False,
+                 max_skipped_fraction: float = 0.01, synthesize: int = 0, synthesize_seed: int = 0,
+                 wait_timeout_s: float = 86400.0):
+        self.images, self.annotations, self.out = images, annotations, out
+        self.size, self.samples_per_shard, self.workers = size, samples_per_shard, workers
+        self.image_format, self.quality, self.overwrite = image_format, quality, overwrite
+        self.max_skipped_fraction = max_skipped_fraction
+        self.synthesize, self.synthesize_seed = synthesize, synthesize_seed
+        self.wait_timeout_s = wait_timeout_s
+
+    def run(self, ctx: RunContext) -> None:
+        """Build on rank 0 (or confirm it is up to date); wait for the manifest elsewhere."""
+        if self.synthesize < 0:
+            raise UserError(f"shard-build.synthesize: must be >= 0, got {self.synthesize}")
+        if ctx.rank == 0:
+            self._build(ctx)
+        else:
+            self._wait_for_manifest()
+        ctx.artifacts["shard-build"] = Path(self.out)
+
+    def _build(self, ctx: RunContext) -> None:
+        from wam_pipe.data.build import build_shards
+        from wam_pipe.data.build_state import BuildConfig
+        from wam_pipe.data.manifest_summary import summary_lines
+
+        if self.synthesize > 0:
+            from wam_pipe.data.synth import write_synthetic_coco
+
+            if write_synthetic_coco(self.images, self.annotations, self.synthesize, seed=self.synthesize_seed,
+                                    workers=self.workers):
+                ctx.log(f"shard-build: wrote a synthetic COCO dataset of {self.synthesize} images to {self.images}")
+        config = BuildConfig(
+            images=Path(self.images), annotations=Path(self.annotations), out=Path(self.out), size=self.size,
+            samples_per_shard=self.samples_per_shard, workers=self.workers, image_format=self.image_format,
+            quality=self.quality, overwrite=self.overwrite, max_skipped_fraction=self.max_skipped_fraction,
+        )
+        result = build_shards(config, log=ctx.log)
+        if result.noop:
+            ctx.log(f"shard-build: {self.out} is up to date")
+        else:
+            ctx.log(f"shard-build: built {result.built_shards} shards ({result.processed_images} images) in "
+                    f"{result.seconds:.1f} s, reused {result.reused_shards}")
+        for line in summary_lines(result.manifest, f"shard-build: {result.manifest_path}"):
+            ctx.log(line)
+
+    def _wait_for_manifest(self) -> None:
+        from wam_pipe.data.manifest import MANIFEST_NAME
+
+        deadline = time.monotonic() + self.wait_timeout_s
+        manifest = Path(self.out) / MANIFEST_NAME
+        while not manifest.is_file():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise UserError(f"{manifest}: not written by rank 0 within {self.wait_timeout_s:.0f} s; is `out` on "
+                                "storage every rank can see?")
+            time.sleep(min(0.5, remaining))
