@@ -81,3 +81,18 @@ def test_batch_larger_than_the_data_is_refused(dataset):
     _, _, shards = dataset
     with pytest.raises(UserError, match="cannot fill one batch of 16 on each of 2 ranks"):
         Load(shards=str(shards), size=64, batch_size=16, workers=1).setup(_ctx(rank=0, world_size=2))
+
+
+def test_shard_slice_holds_out_whole_shards(dataset):
+    _, _, shards = dataset                                   # 8 shards of 3 samples
+    train = Load(shards=str(shards), size=64, batch_size=3, workers=0, shuffle=False, shard_slice=[0, -2])
+    held_out = Load(shards=str(shards), size=64, batch_size=3, workers=0, shuffle=False, drop_last=False,
+                    shard_slice=[-2, None])
+    train.setup(_ctx())
+    held_out.setup(_ctx())
+    assert train.num_samples == 18 and held_out.num_samples == 6
+    train_keys = {k for b in train.epoch(0) for k in b["keys"]}
+    held_keys = {k for b in held_out.epoch(0) for k in b["keys"]}
+    assert len(held_keys) == 6 and not train_keys & held_keys
+    with pytest.raises(UserError, match="selects none"):
+        Load(shards=str(shards), size=64, workers=0, shard_slice=[5, 5]).setup(_ctx())

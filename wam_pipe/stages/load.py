@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 from wam_pipe.errors import UserError
 from wam_pipe.runner.context import RunContext
@@ -46,6 +46,9 @@ class Load:
             copy per image in the workers; `.contiguous()` gives NCHW memory). Default True.
         min_shards_per_worker: exact epochs need at least this many shards per (rank x worker); fewer fails at
             setup saying how many are needed. Default 1.
+        shard_slice: use only `shards[start:stop]` of the manifest, as a Python slice `[start, stop]` (null = open
+            end): e.g. `[0, -1]` trains on all shards but the last and `[-1, null]` evaluates on the held-out last
+            one. Default None (all shards).
     """
 
     def __init__(self, shards: str | None = None, images: str | None = None, annotations: str | None = None,
@@ -54,7 +57,7 @@ class Load:
                  shuffle_buffer: int = 1000, mask_mode: str = "union", max_masks: int = 4,
                  random_subset: float = 0.5, resampled: bool = False, drop_last: bool = True,
                  max_samples: int | None = None, decoder: str = "torchvision", channels_last: bool = True,
-                 min_shards_per_worker: int = 1):
+                 min_shards_per_worker: int = 1, shard_slice: Optional[list[Optional[int]]] = None):
         self.shards, self.images, self.annotations = shards, images, annotations
         self.size, self.batch_size, self.workers = size, batch_size, workers
         self.prefetch_factor, self.persistent_workers, self.pin_memory = prefetch_factor, persistent_workers, pin_memory
@@ -62,6 +65,7 @@ class Load:
         self.mask_mode, self.max_masks, self.random_subset = mask_mode, max_masks, random_subset
         self.resampled, self.drop_last, self.max_samples = resampled, drop_last, max_samples
         self.decoder, self.channels_last, self.min_shards_per_worker = decoder, channels_last, min_shards_per_worker
+        self.shard_slice = shard_slice
         self._stream: Any = None
         self._loader: Any = None
         self._log: Any = print
@@ -119,6 +123,8 @@ class Load:
         from wam_pipe.data.webdataset_loader import ShardSource, open_shards
 
         directory, manifest = open_shards(self.shards)
+        if self.shard_slice is not None:
+            manifest = _slice_shards(manifest, self.shard_slice, directory)
         stored = manifest["settings"]["size"]
         if stored != self.size:
             raise UserError(f"load.size: {self.size}, but {directory} holds {stored}-pixel samples; set size: {stored} "
@@ -171,3 +177,15 @@ class Load:
         stream = self._require_setup()
         stream.set_epoch(epoch)
         return iterate(self._loader)
+
+
+def _slice_shards(manifest: dict[str, Any], bounds: list[Optional[int]], directory: Path) -> dict[str, Any]:
+    """The manifest restricted to `shards[start:stop]` (a hold-out split by whole shards)."""
+    if len(bounds) != 2:
+        raise UserError(f"load.shard_slice: expected [start, stop], got {bounds}")
+    shards = manifest["shards"][slice(*bounds)]
+    if not shards:
+        raise UserError(f"load.shard_slice: {bounds} selects none of the {len(manifest['shards'])} shards in "
+                        f"{directory}")
+    totals = {**manifest["totals"], "samples": sum(int(s["samples"]) for s in shards)}
+    return {**manifest, "shards": shards, "totals": totals}
