@@ -54,6 +54,10 @@ def _module_of(key: str) -> str:
 def load_model_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str | Path) -> None:
     """Load `state` into `model`, refusing (UserError) with the mismatched module named when shapes do not fit."""
     own = model.state_dict()
+    buffers = {name for name, _ in model.named_buffers()}
+    # JND kernels are constants rebuilt by the constructor: a pre-training checkpoint (no JND) initialises a
+    # fine-tuning model (with JND), and the other way round.
+    state = {k: v for k, v in state.items() if k in own or not k.startswith("jnd.")}
     problems = []
     for key, value in state.items():
         if key not in own:
@@ -61,7 +65,7 @@ def load_model_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], s
         elif tuple(own[key].shape) != tuple(value.shape):
             problems.append(f"module {_module_of(key)}: {key} has shape {tuple(value.shape)} in the checkpoint "
                             f"but {tuple(own[key].shape)} in this config")
-    missing = [k for k in own if k not in state]
+    missing = [k for k in own if k not in state and k not in buffers]
     if missing:
         problems.append(f"module {_module_of(missing[0])}: {len(missing)} weights missing from the checkpoint "
                         f"(first: {missing[0]})")
@@ -69,7 +73,7 @@ def load_model_weights(model: torch.nn.Module, state: dict[str, torch.Tensor], s
         raise UserError(f"{source}: checkpoint does not fit this model: {problems[0]}"
                         + (f" (and {len(problems) - 1} more)" if len(problems) > 1 else "")
                         + "; check embedder/extractor presets and nbits")
-    model.load_state_dict(state)
+    model.load_state_dict(state, strict=False)
 
 
 def rng_state() -> dict[str, Any]:
