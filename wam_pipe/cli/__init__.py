@@ -46,7 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # Overrides may come before or after options (`run P.yaml --output-dir D k=v`): argparse stops filling a
+    # positional list at the first option, so the leftovers that look like overrides are appended here.
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        if hasattr(args, "overrides") and not any(e.startswith("-") for e in extras):
+            args.overrides = [*args.overrides, *extras]
+        else:
+            parser.error(f"unrecognized arguments: {' '.join(extras)}")
     try:
         result = args.func(args)
         return int(result or 0)

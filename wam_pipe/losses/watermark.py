@@ -103,4 +103,12 @@ class WatermarkLosses:
             norms[name] = grad.float().norm() / grad_scale if grad is not None else terms[name].new_zeros(())
         total_weight = sum(weights.values())
         reference = norms.get("detection", next(iter(norms.values()))) if self.total_gnorm <= 0 else self.total_gnorm
-        return {n: (weights[n] / total_weight) * reference / (norms[n] + 1e-12) for n in names}
+        reference = torch.as_tensor(reference, device=norms[names[0]].device)
+        scales = {}
+        for n in names:
+            ratio = weights[n] / total_weight
+            # A term the embedder cannot move (no watermark in the batch: its gradient at the last layer is 0)
+            # keeps its plain ratio instead of being scaled to 0 (the reference then trained nothing at all).
+            usable = (norms[n] > 0) & (reference > 0)
+            scales[n] = torch.where(usable, ratio * reference / (norms[n] + 1e-12), ratio)
+        return scales

@@ -53,9 +53,11 @@ def _check_stage_set(stages: dict[str, Any], only: str | None, file: str) -> Non
 def run_pipeline(pipeline: Pipeline, output_dir: str | None = None, overwrite: bool = False,
                  only: str | None = None) -> Path:
     """Run the pipeline; returns the run directory."""
+    settings = RunSettings.from_dict(dict(pipeline.resolved.get("run") or {}), pipeline.name)
+    # Models are initialised while the stages are built: seed first, identically on every rank.
+    seed_everything(settings.seed, rank=0)
     stages = build_stages(pipeline.resolved, pipeline.file)
     _check_stage_set(stages, only, pipeline.file)
-    settings = RunSettings.from_dict(dict(pipeline.resolved.get("run") or {}), pipeline.name)
     run_dir = Path(output_dir or settings.output_dir)
     rank, world_size, local_rank = distributed.env_coordinates()
     device = distributed.pick_device(settings.device, local_rank)

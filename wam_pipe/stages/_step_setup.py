@@ -143,8 +143,10 @@ class StepState:
         stats = detection_stats(preds[:, 0], out["masks"].amax(dim=1))
         for name in ("acc", "iou_0", "iou_1", "miou"):
             metrics[name] = (stats[name].sum(), one * stats[name].numel())
-        image_psnr = psnr(out["imgs_w"], imgs)
-        metrics["psnr"] = (image_psnr.sum(), one * image_psnr.numel())
+        # PSNR of the images that carry a watermark (an untouched image has infinite PSNR and would skew the mean).
+        marked = out["marked"].float()                                          # (B,)
+        image_psnr = torch.nan_to_num(psnr(out["imgs_w"], imgs), posinf=0.0)
+        metrics["psnr"] = ((image_psnr * marked).sum(), marked.sum())
         if grad_norm is not None:
             metrics["grad_norm"] = (grad_norm.detach().float(), one)
         if disc_loss is not None:

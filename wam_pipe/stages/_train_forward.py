@@ -32,7 +32,8 @@ class TrainForward(nn.Module):
             augment: the augment stage (None = no augmentation). roll: paste image i+1's watermark into image i.
         Returns:
             imgs_w (B, 3, H, W) spliced watermarked images; imgs_aug; masks (B, K, h, w) augmented targets at the
-            extractor's size; msgs (B, K, nbits) matching the masks; preds (B, 1 + nbits, h, w) logits.
+            extractor's size; msgs (B, K, nbits) matching the masks; preds (B, 1 + nbits, h, w) logits; marked (B,)
+            whether each spliced image carries any watermark.
         """
         spliced = imgs
         for k in range(masks.shape[1]):
@@ -43,6 +44,7 @@ class TrainForward(nn.Module):
             spliced = spliced * (1 - mask) + watermarked * mask
         if roll:
             masks, msgs = masks.roll(-1, dims=0), msgs.roll(-1, dims=0)
+        marked = masks.flatten(1).amax(dim=1) > 0                           # (B,) carries a watermark
         if augment is not None:
             imgs_aug, masks_aug, _ = augment(spliced, masks)
         else:
@@ -50,4 +52,5 @@ class TrainForward(nn.Module):
         preds = self.watermarker.detect(imgs_aug)                           # (B, 1 + nbits, h, w)
         if masks_aug.shape[-2:] != preds.shape[-2:]:
             masks_aug = F.interpolate(masks_aug.float(), size=preds.shape[-2:], mode="nearest")
-        return {"imgs_w": spliced, "imgs_aug": imgs_aug, "masks": masks_aug, "msgs": msgs, "preds": preds}
+        return {"imgs_w": spliced, "imgs_aug": imgs_aug, "masks": masks_aug, "msgs": msgs, "preds": preds,
+                "marked": marked}
