@@ -21,3 +21,19 @@ def coco_tiny() -> Path:
     if not (COCO_TINY / "annotations" / "instances_train2017.json").is_file():
         pytest.skip(f"real COCO subset not found at {COCO_TINY} (only present on the team's machines)")
     return COCO_TINY
+
+
+@pytest.fixture(scope="session")
+def tiny_shards(tmp_path_factory) -> Path:
+    """48 synthetic images (40-80 px) built through the real CLI into 6 shards of 32-px samples."""
+    from wam_pipe.cli import main
+
+    root = tmp_path_factory.mktemp("tiny_data")
+    code = main(["data", "synth", "--out", str(root / "coco"), "--images", "48", "--min-size", "40",
+                 "--max-size", "80", "--seed", "1"])
+    assert code == 0
+    code = main(["shard", "build", "--images", str(root / "coco" / "images"), "--annotations",
+                 str(root / "coco" / "annotations.json"), "--out", str(root / "shards"), "--size", "32",
+                 "--samples-per-shard", "8", "--workers", "1"])
+    assert code == 0
+    return root / "shards"

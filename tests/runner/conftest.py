@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from wam_pipe.cli import main
 
 TINY = """\
 version: 1
@@ -36,19 +35,6 @@ stages:
     scheduler: {_target_: wam_pipe.optim.CosineWarmup, _partial_: true, warmup: 1}
     losses: {_target_: wam_pipe.losses.WatermarkLosses, detection: 1.0, decoding: 2.0, balanced: true}
 """
-
-
-@pytest.fixture(scope="session")
-def tiny_shards(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("tiny_data")
-    code = main(["data", "synth", "--out", str(root / "coco"), "--images", "48", "--min-size", "40",
-                 "--max-size", "80", "--seed", "1"])
-    assert code == 0
-    code = main(["shard", "build", "--images", str(root / "coco" / "images"), "--annotations",
-                 str(root / "coco" / "annotations.json"), "--out", str(root / "shards"), "--size", "32",
-                 "--samples-per-shard", "8", "--workers", "1"])
-    assert code == 0
-    return root / "shards"
 
 
 @pytest.fixture
