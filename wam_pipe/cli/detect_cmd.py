@@ -1,0 +1,115 @@
+"""`wam-pipe detect`: is there a watermark, where, and what message does it carry.
+
+Examples:
+  wam-pipe detect --checkpoint runs/quickstart/checkpoints/last.pt --image marked.png
+  wam-pipe detect --checkpoint C.pt --image marked.png --mask-out predicted.png --json
+  wam-pipe detect --checkpoint C.pt --image spliced.png --multi --mask-out regions.png
+
+A pixel counts as watermarked when its detection probability is above 0.5; the image holds a watermark when at
+least --min-fraction of its pixels do (default 0.005 = 0.5%). The message is the bit logits averaged over the
+predicted pixels, thresholded at 0; each bit's confidence is sigmoid(|mean logit|), from 0.5 (a guess) to 1.
+--multi clusters the per-pixel bits (DBSCAN on at most --max-points pixels) and reports one message per region.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import Any
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser("detect", help="detect and decode watermarks in an image", description=__doc__,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--checkpoint", required=True, help="a .pt file written by wam-pipe training")
+    parser.add_argument("--image", required=True, help="image to inspect")
+    parser.add_argument("--mask-out", help="write the predicted mask (PNG, input size; with --multi: label map)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    parser.add_argument("--multi", action="store_true", help="find several messages (one per region)")
+    parser.add_argument("--min-fraction", type=float, default=0.005,
+                        help="fraction of watermarked pixels above which a watermark is present (default 0.005)")
+    parser.add_argument("--min-region", type=float, default=0.01,
+                        help="--multi: smallest region, as a fraction of the image (default 0.01)")
+    parser.add_argument("--max-points", type=int, default=20000,
+                        help="--multi: pixels sampled for clustering, bounding its time (default 20000)")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
+    parser.add_argument("--allow-target", action="append", default=[], metavar="PATTERN",
+                        help="trust this import pattern in the checkpoint's config (custom components)")
+    parser.set_defaults(func=_detect)
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    from wam_pipe.errors import UserError
+
+    if not 0.0 <= args.min_fraction <= 1.0:
+        raise UserError(f"--min-fraction: {args.min_fraction} is not in [0, 1]")
+    if not 0.0 < args.min_region <= 1.0:
+        raise UserError(f"--min-region: {args.min_region} is not in (0, 1]")
+    if args.max_points < 100:
+        raise UserError(f"--max-points: {args.max_points} is too small to cluster; use at least 100")
+
+
+def _detect(args: argparse.Namespace) -> int:
+    from wam_pipe.inference.detect import detect_image
+    from wam_pipe.inference.image_io import read_image, write_mask
+    from wam_pipe.inference.loading import load_watermarker
+    from wam_pipe.runner.distributed import pick_device
+
+    _check_arguments(args)
+    image = read_image(args.image)
+    loaded = load_watermarker(args.checkpoint, pick_device(args.device, 0), args.allow_target)
+    found = detect_image(loaded.model, image, args.min_fraction)
+    report = _report(found, loaded.nbits, args)
+    if args.multi:
+        report["regions"] = _multi(found, image.shape[-2:], args)
+    elif args.mask_out:
+        write_mask(args.mask_out, found.mask)
+    if args.json:
+        print(json.dumps(report))
+    else:
+        _print_text(report)
+    return 0
+
+
+def _report(found: Any, nbits: int, args: argparse.Namespace) -> dict[str, Any]:
+    from wam_pipe.inference.image_io import format_message
+
+    return {"image": str(args.image), "present": found.present, "fraction": round(found.fraction, 6),
+            "min_fraction": args.min_fraction, "nbits": nbits, "message": format_message(found.message),
+            "bit_confidence": [round(float(c), 4) for c in found.confidence]}
+
+
+def _multi(found: Any, size: Any, args: argparse.Namespace) -> list[dict[str, Any]]:
+    import torch.nn.functional as F
+
+    from wam_pipe.inference.image_io import format_message, write_labels
+    from wam_pipe.inference.multi import cluster_messages
+
+    regions, labels = cluster_messages(found.preds, max_points=args.max_points, min_fraction=args.min_region)
+    if args.mask_out:
+        full = F.interpolate(labels[None, None].float(), size=tuple(size), mode="nearest")[0, 0].long()  # (H, W)
+        write_labels(args.mask_out, full, len(regions))
+    return [{"label": i, "message": format_message(r.message), "fraction": round(r.fraction, 6),
+             "bit_confidence": [round(float(c), 4) for c in r.confidence]} for i, r in enumerate(regions, start=1)]
+
+
+def _print_text(report: dict[str, Any]) -> None:
+    state = "watermark detected" if report["present"] else "no watermark detected"
+    print(f"{report['image']}: {state} ({100 * report['fraction']:.2f}% of pixels, threshold "
+          f"{100 * report['min_fraction']:.2f}%)")
+    print(f"message:    {report['message']}")
+    print(f"confidence: {_confidence_line(report['bit_confidence'])} (mean {_mean(report['bit_confidence']):.3f})")
+    for region in report.get("regions", []):
+        print(f"region {region['label']}: {region['message']} ({100 * region['fraction']:.2f}% of pixels, mean "
+              f"confidence {_mean(region['bit_confidence']):.3f})")
+    if "regions" in report and not report["regions"]:
+        print("no region large enough to hold a message (--min-region)")
+
+
+def _confidence_line(confidence: list[float]) -> str:
+    """One digit per bit: 0 for 0.50-0.55 ... 9 for 0.95-1.00, aligned under the message."""
+    return "".join(str(min(9, int((c - 0.5) * 20))) for c in confidence)
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else 0.0

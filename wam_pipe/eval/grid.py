@@ -1,0 +1,125 @@
+"""The evaluation grid: which masks and which (augmentation, strength) settings an evaluation visits.
+
+A grid is `masks x settings`: every mask in `masks` is spliced into the watermarked image, then every setting is
+applied and the extractor run. The defaults follow the reference's validation: 6 masks (5 fixed shapes + the
+image's COCO instance masks) and the 35 augmentation settings of `wam_pipe.augment.EVAL_STRENGTHS`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import torch
+
+from wam_pipe.augment import AUGMENTATIONS, EVAL_STRENGTHS, representative_masks
+from wam_pipe.augment.base import Augmentation
+from wam_pipe.errors import UserError
+
+# The five fixed shapes of `representative_masks` plus the batch's own COCO masks (union of its instances).
+FIXED_MASKS = ("full", "box", "box_inverted", "irregular", "irregular_inverted")
+SEGM_MASK = "segm"
+DEFAULT_MASKS = (*FIXED_MASKS, SEGM_MASK)
+
+
+@dataclasses.dataclass(frozen=True)
+class Setting:
+    """One augmentation at one strength (`strength` None for augmentations without one, e.g. identity)."""
+
+    aug: str
+    strength: float | None
+
+    @property
+    def label(self) -> str:
+        """Short name for tables and plots: `rotate 30`, `identity`."""
+        return self.aug if self.strength is None else f"{self.aug} {_format_strength(self.strength)}"
+
+
+def _format_strength(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def check_masks(masks: Sequence[str], key: str = "eval.masks") -> list[str]:
+    """The mask names, checked (unknown or repeated names are a UserError naming the valid ones)."""
+    names = list(masks)
+    if not names:
+        raise UserError(f"{key}: empty; give at least one of {', '.join(DEFAULT_MASKS)}")
+    for name in names:
+        if name not in DEFAULT_MASKS:
+            raise UserError(f"{key}: unknown mask {name!r}; known masks are {', '.join(DEFAULT_MASKS)}")
+    if len(set(names)) != len(names):
+        raise UserError(f"{key}: {names} names a mask twice; list each mask once")
+    return names
+
+
+def build_settings(augs: Mapping[str, Any] | None, key: str = "eval.augs") -> list[Setting]:
+    """The augmentation settings, in configuration order.
+
+    Args:
+        augs: name -> list of strengths; a `null` value means the reference strengths of that augmentation
+            (identity and hflip take none). None means the whole reference grid (35 settings).
+    """
+    if augs is None:
+        augs = {name: None for name in EVAL_STRENGTHS}
+    if not augs:
+        raise UserError(f"{key}: empty; give at least one augmentation (e.g. identity: null)")
+    settings: list[Setting] = []
+    for name, strengths in augs.items():
+        if name not in AUGMENTATIONS:
+            raise UserError(f"{key}.{name}: unknown augmentation; known: {', '.join(AUGMENTATIONS)}")
+        values = EVAL_STRENGTHS[name] if strengths is None else list(strengths)
+        if not values:
+            raise UserError(f"{key}.{name}: empty list; give strengths or null for the reference ones")
+        needs_strength = EVAL_STRENGTHS[name] != (None,)
+        if not needs_strength and any(v is not None for v in values):
+            raise UserError(f"{key}.{name}: takes no strength; write `{name}: null`")
+        for value in values:
+            if needs_strength and value is None:
+                raise UserError(f"{key}.{name}: needs numeric strengths, e.g. {list(EVAL_STRENGTHS[name])}")
+            settings.append(Setting(name, None if not needs_strength else float(value)))
+    return settings
+
+
+@dataclasses.dataclass
+class Grid:
+    """Masks x settings, with the augmentation objects built once (cheap, CPU-only constructors)."""
+
+    masks: list[str]
+    settings: list[Setting]
+    augmentations: dict[str, Augmentation] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for setting in self.settings:
+            if setting.aug not in self.augmentations:
+                self.augmentations[setting.aug] = AUGMENTATIONS[setting.aug]()
+
+    @property
+    def cells(self) -> list[tuple[str, Setting]]:
+        """Every (mask, setting) pair, mask-major: the row order of `metrics.json`."""
+        return [(mask, setting) for mask in self.masks for setting in self.settings]
+
+    def apply(self, setting: Setting, imgs: torch.Tensor, masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Apply one setting to images `(B, 3, H, W)` and masks `(B, K, H, W)` (deterministic)."""
+        return self.augmentations[setting.aug].apply(imgs, masks, setting.strength)
+
+
+def batch_masks(names: Sequence[str], segm: torch.Tensor, fixed: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Each named mask as `(B, 1, H, W)` float 0/1 for a batch whose loader masks are `segm` `(B, K, H, W)`.
+
+    The fixed shapes are shared by the batch; `segm` is each image's union of instances (all zero when the image
+    has no annotation: that image then carries no watermark for this mask).
+    """
+    batch = segm.shape[0]
+    out = {}
+    for name in names:
+        if name == SEGM_MASK:
+            out[name] = (segm > 0).amax(dim=1, keepdim=True).float()  # (B, 1, H, W) union of instances
+        else:
+            out[name] = fixed[name].expand(batch, -1, -1, -1).contiguous()  # (B, 1, H, W)
+    return out
+
+
+def fixed_masks(height: int, width: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """The five fixed evaluation shapes `(1, 1, H, W)` for images of this size (identical in every run)."""
+    return representative_masks(height, width, device)

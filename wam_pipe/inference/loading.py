@@ -1,0 +1,109 @@
+"""Rebuild a `Watermarker` from a checkpoint file, safely.
+
+A checkpoint carries its pipeline as YAML text (`config`). That text is untrusted input: it names callables. So the
+model part (`stages.step.{embedder, extractor, jnd, scaling_w, scaling_i, img_size}`) is parsed with a safe YAML
+loader, refused if it holds interpolations, and passed through the same validation as a pipeline file, with the
+default allowlist plus only the patterns the *caller* trusts (never the checkpoint's own `allow_targets`). Only then
+is it built, and the weights are loaded with `weights_only=True` and shape checks naming the mismatched module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+import yaml
+
+from wam_pipe.errors import ConfigError, UserError
+
+MODEL_KEYS = ("embedder", "extractor", "jnd", "scaling_w", "scaling_i", "img_size")
+WATERMARKER_TARGET = "wam_pipe.models.Watermarker"
+
+
+@dataclasses.dataclass
+class LoadedModel:
+    """A model rebuilt from a checkpoint, on its device, in eval mode."""
+
+    model: Any  # wam_pipe.models.Watermarker
+    path: Path
+    epoch: int | None
+    step: int | None
+
+    @property
+    def nbits(self) -> int:
+        return int(self.model.nbits)
+
+    @property
+    def img_size(self) -> int:
+        return int(self.model.img_size)
+
+
+def _contains_interpolation(value: Any) -> bool:
+    if isinstance(value, str):
+        return "${" in value
+    if isinstance(value, dict):
+        return any(_contains_interpolation(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_contains_interpolation(v) for v in value)
+    return False
+
+
+def model_node(config_text: Any, source: str) -> dict[str, Any]:
+    """The Watermarker `_target_` node described by a checkpoint's pipeline YAML (not yet validated)."""
+    if not isinstance(config_text, str) or not config_text.strip():
+        raise UserError(f"{source}: the checkpoint has no pipeline config, so its model cannot be rebuilt; use a "
+                        "checkpoint written by wam-pipe training")
+    try:
+        config = yaml.safe_load(config_text)
+    except yaml.YAMLError as err:
+        raise UserError(f"{source}: the checkpoint's pipeline config is not valid YAML ({err})") from err
+    stages = config.get("stages") if isinstance(config, dict) else None
+    step = stages.get("step") if isinstance(stages, dict) else None
+    if not isinstance(step, dict):
+        raise UserError(f"{source}: the checkpoint's pipeline has no stages.step, so it names no model")
+    node = {"_target_": WATERMARKER_TARGET, **{k: step[k] for k in MODEL_KEYS if k in step}}
+    if _contains_interpolation(node):
+        raise UserError(f"{source}: the checkpoint's model config contains '${{...}}' interpolations; a checkpoint "
+                        "stores a resolved config, so this file was edited or not written by wam-pipe")
+    return node
+
+
+def build_model(node: dict[str, Any], source: str, allow_targets: Sequence[str] = ()) -> Any:
+    """Validate `node` (allowlist, signatures, types) as a pipeline's `stages.step`, then build it."""
+    from omegaconf import OmegaConf
+
+    from wam_pipe.config import build_node
+    from wam_pipe.config.validate import validate
+
+    # Validated under the key it had in the checkpoint, so error lines name stages.step.<key> as the user knows it.
+    pipeline = {"version": 1, "name": "checkpoint-model", "allow_targets": list(allow_targets),
+                "stages": {"step": node}}
+    resolved, errors = validate(OmegaConf.create(pipeline), source)
+    if errors:
+        hint = (" (a custom component needs its import path trusted: --allow-target PATTERN, or eval.allow_targets)"
+                if any("is not allowed" in e for e in errors) else "")
+        raise ConfigError([f"{errors[0]}{hint}", *errors[1:]])
+    return build_node(resolved["stages"]["step"], "stages.step", source)
+
+
+def load_watermarker(path: str | Path, device: torch.device | str = "cpu",
+                     allow_targets: Sequence[str] = ()) -> LoadedModel:
+    """Read a checkpoint (weights only), rebuild its `Watermarker`, load the weights, move it to `device`.
+
+    Args:
+        path: a `.pt` file written by wam-pipe training.
+        device: where the model runs.
+        allow_targets: extra import patterns to trust in the checkpoint's config (beyond wam_pipe.*, torch.*,
+            torchvision.*), e.g. `["my_lab.*"]` for a model with custom components.
+    """
+    from wam_pipe.runner.checkpoint import load_checkpoint, load_model_weights
+
+    path = Path(path)
+    checkpoint = load_checkpoint(path, map_location="cpu")
+    model = build_model(model_node(checkpoint.get("config"), str(path)), str(path), allow_targets)
+    load_model_weights(model, checkpoint["model"], path)
+    model.to(device).eval()
+    epoch, step = checkpoint.get("epoch"), checkpoint.get("step")
+    return LoadedModel(model, path, int(epoch) if epoch is not None else None, int(step) if step is not None else None)
