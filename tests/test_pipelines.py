@@ -66,3 +66,23 @@ def test_train_and_finetune_recipes_run_a_step_at_reduced_size(tiny_shards, tmp_
     overrides = _reduced(tiny_shards) + [f"stages.step.init_from={checkpoint}"]
     assert main(["run", "pipelines/finetune.yaml", "--output-dir", str(finetune), *overrides]) == 0
     assert (finetune / "checkpoints" / "last.pt").is_file()
+
+
+@pytest.mark.parametrize("path", PIPELINES, ids=lambda p: p.name)
+def test_shipped_pipeline_matches_the_json_schema(path, repo_root):
+    """The editor schema accepts every shipped pipeline (so it is never stricter than the validator)."""
+    import json
+
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((repo_root / "schemas" / "pipeline.schema.json").read_text())
+    jsonschema.validate(yaml.safe_load(path.read_text()), schema)
+
+
+def test_json_schema_flags_typos(repo_root):
+    import json
+
+    jsonschema = pytest.importorskip("jsonschema")
+    schema = json.loads((repo_root / "schemas" / "pipeline.schema.json").read_text())
+    bad = {"version": 1, "name": "x", "stages": {"load": {"_target_": "wam_pipe.stages.Load", "batch_sise": 4}}}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schema)
