@@ -7,7 +7,6 @@ torchrun) sets the three variables on every node. NCCL on GPUs, gloo on CPU.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 from datetime import timedelta
 
@@ -61,7 +60,23 @@ def shutdown() -> None:
 
 
 def launch_torchrun(nproc: int, argv: list[str]) -> int:
-    """Re-run this command under torchrun with `nproc` processes on this node (`wam-pipe run --nproc N`)."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
-               "-m", "wam_pipe", *argv]
-    return subprocess.call(command)
+    """Re-run this command under torchrun with `nproc` processes on this node (`wam-pipe run --nproc N`).
+
+    Same as `torchrun --standalone --nproc-per-node=N -m wam_pipe ARGV` (a free rendezvous port on localhost,
+    OMP_NUM_THREADS=1 per process unless set), run in this process so that a failed rank ends the command with that
+    rank's exit code (2 for a user mistake, already printed by the rank as one line) instead of torchrun's traceback.
+    Several nodes: run torchrun yourself with its `--nnodes/--node-rank/--rdzv-*` flags (docs/speed.md).
+    """
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
+    args = parse_args(["--standalone", f"--nproc-per-node={nproc}", "--module", "wam_pipe", *argv])
+    try:
+        run(args)
+    except ChildFailedError as err:
+        rank, failure = err.get_first_failure()
+        code = failure.exitcode if failure.exitcode > 0 else 1
+        print(f"rank {rank} stopped with exit code {failure.exitcode}; the other ranks were stopped too",
+              file=sys.stderr)
+        return code
+    return 0

@@ -10,7 +10,10 @@ AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """"auto" -> bf16 on CUDA devices that support it, else fp32. fp16/bf16 on CPU fall back to fp32 (slow there)."""
+    """"auto" -> bf16 on CUDA devices that support it, else fp32 (CPU autocast is rarely faster than fp32).
+
+    An explicit "bf16" or "fp16" is honoured on every device (CPU autocast supports both; fp16 gets a GradScaler).
+    """
     if precision == "auto":
         if device.type == "cuda" and torch.cuda.is_bf16_supported():
             return "bf16"

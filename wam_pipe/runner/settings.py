@@ -26,10 +26,19 @@ class RunSettings:
         deterministic: deterministic algorithms and no cudnn.benchmark (slower; for bit-exact resume tests).
         cudnn_benchmark: let cuDNN pick the fastest kernels for the fixed input shapes.
         tf32: allow TF32 matmuls/convolutions on Ampere+ GPUs.
-        channels_last: store conv activations/weights as NHWC (often faster for convs under autocast on GPU).
-        ddp_static_graph: DDP `static_graph`; null = on when the graph is static (single watermark, no
-            discriminator warm-up switch), off otherwise.
-        ddp_bucket_view: DDP `gradient_as_bucket_view` (saves a gradient copy).
+        channels_last: run the models in NHWC memory layout (weights and input images); false feeds them NCHW
+            whatever layout the loader delivers. Often faster for convs under autocast on GPU; measure with
+            `wam-pipe bench step`.
+        fused_optimizer: build the optimizer with `fused=True` (one kernel for all parameters; with fp16 it also
+            lets the GradScaler skip inf/NaN steps on the device instead of reading a flag back every step).
+            null = on for CUDA when the optimizer has a fused implementation and its config sets neither `fused`
+            nor `foreach`; true = always (CPU too; an error if the optimizer has none); false = never.
+        ddp_static_graph: DDP `static_graph`; null = on unless `step.grad_accum > 1` or `step.losses.balanced`
+            (the parameters used never change between steps, whatever the number of watermarks, but DDP's static
+            graph silently stops all-reducing under `no_sync` and with the balancing gradients taken before
+            backward; `true` with either is refused). With `find_unused_parameters=False` it saves little.
+        ddp_bucket_view: DDP `gradient_as_bucket_view`: gradients live in the all-reduce buckets (no copy into
+            them, one gradient-sized buffer less); the step then zeroes gradients instead of freeing them.
         dist_backend: "auto" (nccl on CUDA, gloo on CPU), "nccl" or "gloo".
         tensorboard: also write TensorBoard event files under `<run>/tb/` when tensorboard is installed.
         max_nonfinite_steps: with fp16, how many consecutive steps the GradScaler may skip for inf/NaN
@@ -50,6 +59,7 @@ class RunSettings:
     cudnn_benchmark: bool = True
     tf32: bool = True
     channels_last: bool = False
+    fused_optimizer: Optional[bool] = None
     ddp_static_graph: Optional[bool] = None
     ddp_bucket_view: bool = True
     dist_backend: Literal["auto", "nccl", "gloo"] = "auto"

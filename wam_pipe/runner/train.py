@@ -44,7 +44,7 @@ def train(ctx: RunContext, settings: RunSettings, stages: dict[str, Any], run_di
     steps_per_epoch = min(load.batches_per_epoch, settings.steps_per_epoch or math.inf)
     step.setup(ctx, epochs=settings.epochs, steps_per_epoch=int(steps_per_epoch),
                static_graph=settings.ddp_static_graph, bucket_view=settings.ddp_bucket_view,
-               channels_last=settings.channels_last)
+               channels_last=settings.channels_last, fused_optimizer=settings.fused_optimizer)
     if evaluator is not None:
         evaluator.setup(ctx)
     log = TrainLog(ctx, run_dir, settings.tensorboard)
@@ -76,8 +76,9 @@ def train(ctx: RunContext, settings: RunSettings, stages: dict[str, Any], run_di
             epoch_meter.update(metrics, global_step)
             global_step += 1
             if global_step % settings.log_every == 0:
+                averages = meter.read()  # waits for the device, so the window's time covers its queued work
                 speed = clock.summary(ctx.world_size)
-                values = {**meter.read(), "lr": step.current_lr(), **speed}
+                values = {**averages, "lr": step.current_lr(), **speed}
                 log.log("train", epoch, global_step, values,
                         extra=f"lr {values['lr']:.2e} | {speed['img_per_s']:.1f} img/s, data wait "
                               f"{100 * speed['data_wait']:.0f}%")

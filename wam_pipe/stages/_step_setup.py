@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import inspect
 from typing import Any, Optional
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
+from wam_pipe.errors import UserError
 from wam_pipe.metrics import bit_accuracy_counts, detection_stats, psnr
 from wam_pipe.runner.checkpoint import load_checkpoint, load_model_weights
 from wam_pipe.runner.context import RunContext
@@ -41,13 +43,43 @@ class StepSetup:
     compile_mode: Optional[str]
 
 
+_DDP_PARAMETERS = set(inspect.signature(DDP.__init__).parameters)
+
+
 def _wrap_ddp(module: nn.Module, ctx: RunContext, static_graph: bool, bucket_view: bool) -> nn.Module:
     if not ctx.distributed:
         return module
     device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
-    # broadcast_buffers=False: the only buffers are JND's constant kernels, identical on every rank.
+    # No buffer broadcast before each forward: the only buffers are JND's constant kernels, identical on every rank.
+    # torch >= 2.13 names this `forward_sync_buffers` (and deprecates `broadcast_buffers`).
+    no_buffer_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in _DDP_PARAMETERS
+                      else {"broadcast_buffers": False})
     return DDP(module, device_ids=device_ids, find_unused_parameters=False, gradient_as_bucket_view=bucket_view,
-               static_graph=static_graph, broadcast_buffers=False)
+               static_graph=static_graph, **no_buffer_sync)
+
+
+
+def _optimizer_kwargs(partial: Any, device: torch.device, fused: Optional[bool]) -> dict[str, Any]:
+    """`{"fused": True}` when `run.fused_optimizer` asks for it (true) or allows it (null, on CUDA), else `{}`.
+
+    The fused kernels update every parameter in one launch, and with a GradScaler they take the inf/NaN flag as a
+    device tensor, so an fp16 step no longer reads it back to the host (`GradScaler.step` syncs otherwise).
+    """
+    keywords = getattr(partial, "keywords", None) or {}
+    if fused is False or "fused" in keywords or keywords.get("foreach"):
+        return {}  # the optimizer's own config decides
+    target = getattr(partial, "func", partial)
+    try:
+        has_fused = "fused" in inspect.signature(target).parameters
+    except (TypeError, ValueError):
+        has_fused = False
+    if fused is None:
+        return {"fused": True} if has_fused and device.type == "cuda" else {}
+    if not has_fused:
+        name = getattr(target, "__qualname__", repr(target))
+        raise UserError(f"run.fused_optimizer: true, but {name} has no fused implementation; use AdamW/Adam/SGD or "
+                        f"set run.fused_optimizer: null")
+    return {"fused": True}
 
 
 def _build_scheduler(cfg: StepSetup, optimizer: torch.optim.Optimizer, epochs: int, steps_per_epoch: int) -> Any:
@@ -64,22 +96,30 @@ class StepState:
     """Everything `Step.setup` builds; the step stage reads and updates it once per micro-batch."""
 
     def __init__(self, cfg: StepSetup, ctx: RunContext, model: nn.Module, static_graph: bool, bucket_view: bool,
-                 channels_last: bool, epochs: int, steps_per_epoch: int):
+                 channels_last: bool, epochs: int, steps_per_epoch: int, fused_optimizer: Optional[bool] = None):
         self.cfg, self.ctx, self.model = cfg, ctx, model
         self.precision = ctx.precision
         self.channels_last = channels_last
         self.forward = _wrap_ddp(TrainForward(model), ctx, static_graph, bucket_view)
+        # With bucket views, zeroing keeps each gradient aliased to its all-reduce bucket; freeing it (set_to_none)
+        # would make the next backward allocate a fresh gradient and DDP copy it into the bucket again.
+        self.grads_to_none = not (isinstance(self.forward, DDP) and bucket_view)
         params = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = cfg.optimizer(params)
+        self.optimizer = cfg.optimizer(params, **_optimizer_kwargs(cfg.optimizer, ctx.device, fused_optimizer))
         self.scheduler = _build_scheduler(cfg, self.optimizer, epochs, steps_per_epoch)
         self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=self.precision == "fp16")
+        if self.scaler.is_enabled():
+            # The scale tensor is created lazily by the first scale(); the balanced loss reads it (grad_scale())
+            # before that, so create it now, on the device.
+            self.scaler.scale(torch.zeros((), device=ctx.device))
         self.last_layer = model.embedder.last_layer() if cfg.losses.balanced else None
         self.discriminator = self.disc_ddp = self.disc_optimizer = None
         if cfg.losses.uses_discriminator:
             self.discriminator = cfg.discriminator.to(ctx.device)
             self.disc_ddp = _wrap_ddp(self.discriminator, ctx, static_graph, bucket_view)
             disc_partial = cfg.disc_optimizer or cfg.optimizer
-            self.disc_optimizer = disc_partial([p for p in self.discriminator.parameters()])
+            self.disc_optimizer = disc_partial([p for p in self.discriminator.parameters()],
+                                               **_optimizer_kwargs(disc_partial, ctx.device, fused_optimizer))
 
     # --- contexts -------------------------------------------------------------------------------------------
     def sync_context(self, update: bool) -> contextlib.AbstractContextManager:
@@ -108,6 +148,15 @@ class StepState:
             for p in self.discriminator.parameters():
                 p.requires_grad_(True)
 
+    def discriminator_real_fake(self, real: torch.Tensor, fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Discriminator logits of real and fake images in one forward of the (DDP-wrapped) discriminator.
+
+        One call per step gives DDP's reducer the one forward per backward it expects, and one larger batch is
+        faster. The PatchGAN's GroupNorm is per image, so the logits equal those of two separate calls.
+        """
+        logits = self.disc_ddp(torch.cat([real, fake]))                                  # (2B, 1, h, w)
+        return logits[: real.shape[0]], logits[real.shape[0] :]
+
     # --- updates --------------------------------------------------------------------------------------------
     def optimizer_step(self) -> torch.Tensor | None:
         """Unscale, clip, step, zero the gradients, step a per-iteration scheduler. Returns the grad norm."""
@@ -117,14 +166,14 @@ class StepState:
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.scaler.step(self.optimizer)
         self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
+        self.optimizer.zero_grad(set_to_none=self.grads_to_none)
         if self.scheduler is not None and self.cfg.scheduler_every == "step":
             self.scheduler.step()
         return grad_norm
 
     def disc_optimizer_step(self) -> None:
         self.disc_optimizer.step()
-        self.disc_optimizer.zero_grad(set_to_none=True)
+        self.disc_optimizer.zero_grad(set_to_none=self.grads_to_none)
 
     # --- metrics --------------------------------------------------------------------------------------------
     @torch.no_grad()
@@ -183,9 +232,18 @@ def _compile(module: nn.Module, mode: Optional[str]) -> None:
 
 
 def build_step_state(cfg: StepSetup, ctx: RunContext, epochs: int, steps_per_epoch: int,
-                     static_graph: bool | None, bucket_view: bool, channels_last: bool) -> StepState:
+                     static_graph: bool | None, bucket_view: bool, channels_last: bool,
+                     fused_optimizer: Optional[bool] = None) -> StepState:
     from wam_pipe.models import Watermarker
 
+    balanced = bool(getattr(cfg.losses, "balanced", False))
+    if static_graph and ctx.distributed and (cfg.grad_accum > 1 or balanced):
+        # Both break DDP's static graph silently: after the first update the ranks stop all-reducing and drift
+        # apart. no_sync() (pytorch/pytorch#143580); the balanced loss's autograd.grad calls through DDP's output
+        # before backward count as extra backward passes (tests/runner/test_ddp.py shows the drift).
+        why = f"step.grad_accum: {cfg.grad_accum}" if cfg.grad_accum > 1 else "step.losses.balanced: true"
+        raise UserError(f"run.ddp_static_graph: true does not work with {why} under DDP (the ranks stop "
+                        f"all-reducing after the first update); set run.ddp_static_graph: null")
     model = Watermarker(cfg.embedder, cfg.extractor, jnd=cfg.jnd, scaling_w=cfg.scaling_w,
                         scaling_i=cfg.scaling_i, img_size=cfg.img_size)
     if cfg.init_from:
@@ -197,8 +255,8 @@ def build_step_state(cfg: StepSetup, ctx: RunContext, epochs: int, steps_per_epo
         _compile(model.embedder, cfg.compile_mode)
         _compile(model.extractor, cfg.compile_mode)
     if static_graph is None:
-        # Fixed K watermarks (zero-padded) keep parameter usage identical every step; gradient accumulation's
-        # no_sync is the one case we keep dynamic.
-        static_graph = cfg.grad_accum == 1
-    return StepState(cfg, ctx, model, static_graph, bucket_view, channels_last, epochs, steps_per_epoch)
-
+        # The set of parameters used never changes between steps (K watermarks only repeat the embedder, the
+        # discriminator has its own DDP), but no_sync and the balancing gradients need the dynamic graph.
+        static_graph = cfg.grad_accum == 1 and not balanced
+    return StepState(cfg, ctx, model, static_graph, bucket_view, channels_last, epochs, steps_per_epoch,
+                     fused_optimizer)

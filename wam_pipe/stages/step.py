@@ -92,11 +92,11 @@ class Step:
         return self.state.model
 
     def setup(self, ctx: RunContext, epochs: int, steps_per_epoch: int, static_graph: bool | None = None,
-              bucket_view: bool = True, channels_last: bool = False) -> None:
+              bucket_view: bool = True, channels_last: bool = False, fused_optimizer: bool | None = None) -> None:
         """Move models to the device, wrap in DDP, build optimizers, scheduler and scaler."""
         self.ctx = ctx
         self.state = build_step_state(self.config, ctx, epochs, steps_per_epoch, static_graph, bucket_view,
-                                      channels_last)
+                                      channels_last, fused_optimizer)
         self.micro_step = 0
 
     def train(self) -> None:
@@ -125,8 +125,8 @@ class Step:
             masks = augment.sample_masks(segm)                                     # (B, K, H, W) 0/1
         else:
             masks = torch.ones_like(imgs[:, :1])
-        if s.channels_last:
-            imgs = imgs.contiguous(memory_format=torch.channels_last)
+        # The layout the models run in is run.channels_last's, whatever the loader delivered (a no-op when equal).
+        imgs = imgs.contiguous(memory_format=torch.channels_last if s.channels_last else torch.contiguous_format)
         msgs = torch.randint(0, 2, (imgs.shape[0], masks.shape[1], s.model.nbits), device=device)  # (B, K, nbits)
         roll = bool(torch.rand(()) < cfg.roll_probability)                         # CPU RNG: no device sync
         update = (self.micro_step + 1) % cfg.grad_accum == 0
@@ -150,7 +150,7 @@ class Step:
     def _discriminator_step(self, imgs: torch.Tensor, imgs_w: torch.Tensor, update: bool) -> torch.Tensor:
         s = self.state
         with s.disc_sync_context(update), autocast_for(self.ctx.device, s.precision):
-            loss = hinge_discriminator_loss(s.disc_ddp(imgs.detach()), s.disc_ddp(imgs_w.detach()))
+            loss = hinge_discriminator_loss(*s.discriminator_real_fake(imgs.detach(), imgs_w.detach()))
         s.scaler.scale(loss / self.config.grad_accum).backward()
         if update:
             s.disc_optimizer_step()
