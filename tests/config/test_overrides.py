@@ -108,3 +108,10 @@ def test_unparsable_override(path):
 def test_swapping_a_component_target(path):
     p = compose(path, ["stages.eval.opts.1._target_=torch.optim.Adam"])
     assert p.resolved["stages"]["eval"]["opts"][1]["_target_"] == "torch.optim.Adam"
+
+
+def test_run_settings_need_no_plus(path):
+    p = compose(path, ["run.log_every=5", "run.tensorboard=false"])          # the file has no run: block at all
+    assert p.resolved["run"] == {"log_every": 5, "tensorboard": False}
+    with pytest.raises(ConfigError, match="did you mean 'run.epochs'"):
+        compose(path, ["run.epoch=3"])

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 from wam_pipe.cli._common import add_pipeline_arguments, check_overrides
 
@@ -39,16 +38,26 @@ def _run(args: argparse.Namespace) -> int:
         from wam_pipe.runner.distributed import launch_torchrun
 
         compose(args.pipeline, args.overrides)  # report config errors once, before starting N processes
-        argv = [a for a in sys.argv[1:] if a != f"--nproc={args.nproc}"]
-        if "--nproc" in argv:
-            i = argv.index("--nproc")
-            del argv[i : i + 2]
-        return launch_torchrun(args.nproc, argv)
+        return launch_torchrun(args.nproc, _rank_argv(args))
 
     from wam_pipe.config import compose
     from wam_pipe.runner.run import run_pipeline
 
     pipeline = compose(args.pipeline, args.overrides)
     run_dir = run_pipeline(pipeline, output_dir=args.output_dir, overwrite=args.overwrite, only=args.only)
-    print(f"done: {run_dir}")
+    if int(os.environ.get("RANK", 0)) == 0:
+        print(f"done: {run_dir}")
     return 0
+
+
+def _rank_argv(args: argparse.Namespace) -> list[str]:
+    """The command each torchrun process runs: this one, from the parsed arguments, without --nproc."""
+    argv = ["--debug"] if args.debug else []
+    argv += ["run", args.pipeline, *args.overrides]
+    if args.only:
+        argv += ["--only", args.only]
+    if args.output_dir:
+        argv += ["--output-dir", args.output_dir]
+    if args.overwrite:
+        argv.append("--overwrite")
+    return argv

@@ -82,6 +82,15 @@ def _target_params(node: Any, allow_targets: list[str]) -> list[str] | None:
     return list(sig.params) if sig else None
 
 
+def _run_settings() -> list[str]:
+    """The `run:` keys (a `run.x=...` override may set any of them, written in the file or not)."""
+    import dataclasses
+
+    from wam_pipe.runner.settings import RunSettings
+
+    return [f.name for f in dataclasses.fields(RunSettings)]
+
+
 def _unknown_key_message(cfg: DictConfig, key: str, parts: list[str], node: Any, matched: int,
                          params: list[str] | None) -> str:
     parent = ".".join(parts[:matched])
@@ -127,7 +136,10 @@ def apply_overrides(cfg: DictConfig, overrides: list[str], file: str) -> list[st
             elif exists:
                 OmegaConf.update(cfg, key, value, merge=True)
             else:
-                params = _target_params(node, allow_targets)
+                params = _target_params(node, allow_targets) if matched else None
+                if matched == 0 or (matched == 1 and parts[0] == "run"):
+                    params = _run_settings() if parts[0] == "run" and len(parts) == 2 else None
+                    matched = len(parts) - 1 if params is not None else matched
                 if params is not None and matched == len(parts) - 1 and parts[-1] in params:
                     OmegaConf.update(cfg, key, value, merge=True, force_add=True)
                 else:

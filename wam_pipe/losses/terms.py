@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
@@ -35,7 +37,16 @@ def decoding_loss(bit_logits: torch.Tensor, msgs: torch.Tensor, masks: torch.Ten
     return total / count.clamp_min(1.0), count
 
 
-_RGB_TO_YUV = torch.tensor([[0.299, 0.587, 0.114], [-0.14713, -0.28886, 0.436], [0.615, -0.51499, -0.10001]])
+_RGB_TO_YUV = ((0.299, 0.587, 0.114), (-0.14713, -0.28886, 0.436), (0.615, -0.51499, -0.10001))
+_YUV_WEIGHTS = (2.0, 1.0, 1.0)
+
+
+@functools.lru_cache(maxsize=None)
+def _yuv_constants(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    # Uploaded once per device: a per-call torch.tensor(..., device=cuda) would wait for the GPU every step.
+    matrix = torch.tensor(_RGB_TO_YUV).to(device)
+    weights = torch.tensor(_YUV_WEIGHTS).view(1, 3, 1, 1).to(device)
+    return matrix, weights
 
 
 def perceptual_loss(imgs: torch.Tensor, imgs_w: torch.Tensor, kind: str) -> torch.Tensor:
@@ -47,9 +58,8 @@ def perceptual_loss(imgs: torch.Tensor, imgs_w: torch.Tensor, kind: str) -> torc
     if kind == "mse":
         return F.mse_loss(b, a)
     if kind == "yuv":
-        matrix = _RGB_TO_YUV.to(a.device)
+        matrix, weights = _yuv_constants(a.device)
         diff = torch.einsum("ij,bjhw->bihw", matrix, b - a)                # (B, 3, H, W) in YUV
-        weights = torch.tensor([2.0, 1.0, 1.0], device=a.device).view(1, 3, 1, 1)
         return (diff.pow(2) * weights).mean()
     if kind == "ssim":
         return 1 - ssim(imgs_w, imgs).mean()

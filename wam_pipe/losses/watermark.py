@@ -85,7 +85,7 @@ class WatermarkLosses:
         fp16 underflow; the scales do not depend on it.
         """
         names = [n for n in ("detection", "decoding", "perceptual", "adversarial") if n in terms]
-        weights = {n: terms[n].new_tensor(self.weights[n]) for n in names}
+        weights = {n: terms[n].new_full((), self.weights[n]) for n in names}  # no host->device copy
         if "decoding" in weights:
             weights["decoding"] = weights["decoding"] * (terms["decoding_weight"] > 0).float()
         if not self.balanced or last_layer is None:

@@ -58,6 +58,8 @@ class JND(nn.Module):
         for name, kernel in _kernels().items():
             self.register_buffer(name, kernel)
         self.register_buffer("channel_weights", torch.tensor(BLUE_WEIGHTS if blue else (1.0, 1.0, 1.0)))
+        # Not in the state dict (a constant); a buffer so it moves with the module instead of being uploaded per call.
+        self.register_buffer("luma_weights", torch.tensor(LUMA_WEIGHTS).view(1, 3, 1, 1), persistent=False)
 
     def _filter(self, x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
         """Depthwise 2-D filter of `(B, C, H, W)` with replicate padding."""
@@ -69,8 +71,7 @@ class JND(nn.Module):
         """Pixel-space images `(B, 3, H, W)` in [0, 1] -> heatmap `(B, out_channels, H, W)` in [0, 1] units."""
         x = unit_imgs.float().clamp(0, 1) * 255
         if self.in_channels == 1:
-            luma = torch.tensor(LUMA_WEIGHTS, device=x.device).view(1, 3, 1, 1)
-            x = (x * luma).sum(dim=1, keepdim=True)  # (B, 1, H, W)
+            x = (x * self.luma_weights.float()).sum(dim=1, keepdim=True)  # (B, 1, H, W)
         la = self._filter(x, self.kernel_lum)
         lum_mask = torch.where(la <= 127, 17 * (1 - torch.sqrt(la.clamp(min=0) / 127)), 3 / 128 * (la - 127) + 3)
         grad = torch.sqrt(self._filter(x, self.kernel_x) ** 2 + self._filter(x, self.kernel_y) ** 2)

@@ -14,7 +14,8 @@ from wam_pipe.errors import RunFailure
 
 
 class MetricMeter:
-    """Accumulates `name -> (sum, count)` device tensors; `read()` returns the averages (one host sync).
+    """Accumulates `name -> (sum, count)` device tensors; `read()` returns the averages (one host sync), over all
+    ranks when distributed (every rank must call `read()` at the same steps).
 
     Args:
         tolerate_nonfinite: consecutive non-finite steps allowed before failing (fp16 with a GradScaler skips such
@@ -57,6 +58,7 @@ class MetricMeter:
                              + [self.first_bad[n].float() for n in bad_names]
                              + [(self.max_streak if self.max_streak is not None else torch.zeros(())).float()
                                 .to(self.sums[names[0]].device)])
+        packed = _all_reduce(packed, 2 * len(names))
         values = packed.tolist()                                            # the one host sync
         sums, counts = values[: len(names)], values[len(names) : 2 * len(names)]
         first_bad = dict(zip(bad_names, values[2 * len(names) : -1]))
@@ -74,6 +76,19 @@ class MetricMeter:
         term = "total loss" if name == "loss" else f"loss term '{name.removeprefix('loss_')}'"
         raise RunFailure(f"step {step}: the {term} became NaN or inf; lower the learning rate, enable grad_clip, "
                          f"or use precision bf16/fp32 (checkpoints before this point are intact)")
+
+
+def _all_reduce(packed: torch.Tensor, summed: int) -> torch.Tensor:
+    """Under DDP: sums and counts (the first `summed` entries) add up over ranks, so the log shows the global
+    averages; the NaN markers take the maximum, so every rank stops together instead of waiting for a dead one."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):
+        return packed
+    totals, flags = packed[:summed].clone(), packed[summed:].clone()
+    dist.all_reduce(totals, op=dist.ReduceOp.SUM)
+    dist.all_reduce(flags, op=dist.ReduceOp.MAX)
+    return torch.cat([totals, flags])
 
 
 def format_metrics(values: dict[str, float]) -> str:

@@ -34,7 +34,7 @@ class Augment:
             the reference draws once per batch).
     """
 
-    def __init__(self, masks: MaskSampler | None = None, augs: dict[str, Augmentation] | None = None,
+    def __init__(self, masks: MaskSampler | None = None, augs: dict[str, Augmentation | None] | None = None,
                  cover_jitter: ColorJitter | None = None, per_sample: bool = False) -> None:
         self.masks = masks if masks is not None else MaskSampler()
         self.cover_jitter = cover_jitter
