@@ -76,7 +76,8 @@ def step_arms(resolved: dict[str, Any], device_type: str, precision: str, world_
             Arm("sync_every_step", [], read_every=1, note="metrics read back every step (a host sync per step)"),
             _flip("channels_last", "run.channels_last", run.channels_last, "NHWC models and inputs")]
     for other in ("fp32", "bf16", "fp16"):
-        if other != precision and (cuda or other == "bf16"):
+        # fp16 autocast on CPU is slow emulation, not a setting anyone would pick there.
+        if other != precision and (cuda or other != "fp16"):
             arms.append(Arm(f"precision_{other}", [f"++run.precision={other}"], note=f"autocast {other}"))
     arms.append(_flip("compile", "stages.step.compile", bool(_value(step, Step, "compile")),
                       "torch.compile of embedder and extractor"))
