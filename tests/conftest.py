@@ -10,6 +10,18 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 COCO_TINY = REPO_ROOT.parent / "shared" / "data" / "coco_tiny"
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Every test runs torch on one intra-op thread: on a shared 2-core machine two threads contend with other
+    processes and small CPU ops run up to 100x slower (measured); one thread keeps tests fast and stable."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def repo_root() -> Path:
     return REPO_ROOT

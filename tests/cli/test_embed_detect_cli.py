@@ -19,15 +19,6 @@ from wam_pipe.models import ConvEmbedder, ConvExtractor, Watermarker
 from wam_pipe.runner.checkpoint import save_checkpoint
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # On a shared 2-core machine, two intra-op threads contend with other processes and small CPU ops run up to
-    # 100x slower; one thread keeps these tests fast and their timing stable.
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 def untrained_checkpoint(path: Path, nbits: int = 8) -> Path:
     """A checkpoint of a random tiny model with the `config` a training run would store."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
@@ -66,14 +65,6 @@ stages:
       max_masks: 2
 """
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Two intra-op threads on a shared 2-core machine contend with other processes (small ops up to 100x slower).
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")

@@ -21,13 +21,6 @@ from wam_pipe.stages import Augment, Step
 SIZE = 32
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def make_step(nbits: int = 8, **kw) -> Step:
     defaults = dict(embedder=ConvEmbedder(nbits=nbits, channels=8), extractor=ConvExtractor(nbits=nbits, channels=8),

@@ -18,7 +18,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from wam_pipe.config.pipeline_file import check_top_level
-from wam_pipe.config.signature import RESERVED_KEYS, check_value, is_component_node, signature_of
+from wam_pipe.config.signature import RESERVED_KEYS, check_value, signature_of
 from wam_pipe.config.targets import TargetError, disallowed_reason, import_target
 from wam_pipe.runner.settings import RunSettings
 
