@@ -58,7 +58,6 @@ def _wrap_ddp(module: nn.Module, ctx: RunContext, static_graph: bool, bucket_vie
                static_graph=static_graph, **no_buffer_sync)
 
 
-
 def _optimizer_kwargs(partial: Any, device: torch.device, fused: Optional[bool]) -> dict[str, Any]:
     """`{"fused": True}` when `run.fused_optimizer` asks for it (true) or allows it (null, on CUDA), else `{}`.
 
