@@ -87,7 +87,21 @@ def median_filter(pixels: torch.Tensor, size: int) -> torch.Tensor:
     return torch.cat(strips, dim=2)  # (B, C, H, W)
 
 
-class GaussianBlur(ValuemetricAugmentation):
+class _KernelFilter(ValuemetricAugmentation):
+    """A filter whose strength is an odd kernel size: drawn uniformly among the odd sizes of the training range."""
+
+    def __init__(self, weight: float, kernel_size: list[int]) -> None:
+        super().__init__(weight)
+        self.kernel_size = _odd_range(self.name, kernel_size)
+
+    def sample_params(self, n: int, batch: int, height: int, width: int) -> Params:
+        return {"size": _draw_odd(*self.kernel_size, n)}
+
+    def fixed_params(self, strength: float | None, batch: int, height: int, width: int) -> Params:
+        return {"size": _fixed_odd(self.name, strength)}
+
+
+class GaussianBlur(_KernelFilter):
     """Gaussian blur. `strength` = the odd kernel size (sigma follows from it as in torchvision).
 
     Args:
@@ -98,20 +112,13 @@ class GaussianBlur(ValuemetricAugmentation):
     name = "gaussian_blur"
 
     def __init__(self, weight: float = 1.0, kernel_size: list[int] = (3, 17)) -> None:
-        super().__init__(weight)
-        self.kernel_size = _odd_range(self.name, kernel_size)
-
-    def sample_params(self, n: int, batch: int, height: int, width: int) -> Params:
-        return {"size": _draw_odd(*self.kernel_size, n)}
-
-    def fixed_params(self, strength: float | None, batch: int, height: int, width: int) -> Params:
-        return {"size": _fixed_odd(self.name, strength)}
+        super().__init__(weight, kernel_size)
 
     def adjust(self, pixels: torch.Tensor, params: Params) -> torch.Tensor:
         return gaussian_blur(pixels, [int(k) for k in params["size"]])
 
 
-class MedianFilter(ValuemetricAugmentation):
+class MedianFilter(_KernelFilter):
     """Median filter; the gradient passes straight through. `strength` = the odd kernel size.
 
     Args:
@@ -123,14 +130,7 @@ class MedianFilter(ValuemetricAugmentation):
     straight_through = True
 
     def __init__(self, weight: float = 1.0, kernel_size: list[int] = (3, 7)) -> None:
-        super().__init__(weight)
-        self.kernel_size = _odd_range(self.name, kernel_size)
-
-    def sample_params(self, n: int, batch: int, height: int, width: int) -> Params:
-        return {"size": _draw_odd(*self.kernel_size, n)}
-
-    def fixed_params(self, strength: float | None, batch: int, height: int, width: int) -> Params:
-        return {"size": _fixed_odd(self.name, strength)}
+        super().__init__(weight, kernel_size)
 
     def adjust(self, pixels: torch.Tensor, params: Params) -> torch.Tensor:
         sizes = [int(k) for k in params["size"]]
