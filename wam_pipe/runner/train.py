@@ -55,6 +55,11 @@ def train(ctx: RunContext, settings: RunSettings, stages: dict[str, Any], run_di
         set_rng_state(checkpoint["rng"])
         start_epoch, global_step = checkpoint["epoch"], checkpoint["step"]
         ctx.log(f"resuming {run_dir} at epoch {start_epoch} (step {global_step}) from {resume_from}")
+    if start_epoch >= settings.epochs:
+        ctx.log(f"{run_dir} already finished its {settings.epochs} epochs; to train longer set run.epochs, to start "
+                f"again use --overwrite")
+        log.close()
+        return
     tolerate = settings.max_nonfinite_steps if ctx.precision == "fp16" else 0
     ctx.log(f"training {settings.epochs} epochs x {int(steps_per_epoch)} steps on {ctx.world_size} x {ctx.device} "
             f"({ctx.precision})")
