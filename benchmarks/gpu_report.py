@@ -29,16 +29,17 @@ def _result(sections: dict[str, Any], name: str) -> Any:
 def _checks(result: dict[str, Any] | None) -> list[str]:
     if not result:
         return []
-    lines = ["", "## CUDA path checks", "", "| case | ok | finite | sync-free | loss | first sync |",
-             "|---|---|---|---|---:|---|"]
+    lines = ["", "## CUDA path checks", "", "| case | ok | finite | sync-free | loss | timed s | graphs compiled in "
+             "timed steps | first sync |", "|---|---|---|---|---:|---:|---:|---|"]
     for case, entry in result.items():
         if "error" in entry:
-            lines.append(f"| {case} | no | - | - | - | {entry['error']} |")
+            lines.append(f"| {case} | no | - | - | - | - | - | {entry['error']} |")
             continue
         where = entry.get("sync_error") or ", ".join(entry.get("guard_events") or {}) or "-"
         expected = " (expected)" if entry.get("expected_to_sync") and not entry.get("sync_free") else ""
         lines.append(f"| {case} | {'yes' if entry['ok'] else 'no'} | {entry['finite']} | {entry['sync_free']} | "
-                     f"{_num(entry.get('loss'), '.4f')} | {where}{expected} |")
+                     f"{_num(entry.get('loss'), '.4f')} | {_num(entry.get('seconds'), '.3f')} | "
+                     f"{entry.get('graphs_compiled_timed', '-')} | {where}{expected} |")
     return lines
 
 

@@ -78,7 +78,7 @@ def test_each_toggle_flips_the_effective_value(bench_pipeline):
     assert "precision_bf16" not in cuda and cuda["fused_optimizer_off"].overrides == ["++run.fused_optimizer=false"]
     loaders = {arm.name: arm for arm in loader_arms(resolved, "cpu")}
     assert {"loader", "loader_only", "loader_workers_0", "loader_workers_2", "loader_prefetch_2",
-            "loader_persistent_workers_off", "loader_channels_last_off"} == set(loaders)
+            "loader_persistent_workers_off", "loader_batch_ring_off", "loader_channels_last_off"} == set(loaders)
     assert all(arm.mode == "loader" for arm in loaders.values()) and loaders["loader_only"].step_free
     custom = parse_arm("big@loader: stages.load.batch_size=8 stages.load.workers=0")
     assert (custom.name, custom.mode, custom.overrides) == ("big", "loader", ["stages.load.batch_size=8",

@@ -168,3 +168,191 @@ def test_build_killed_from_outside_at_any_moment_resumes_identically(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert _shard_bytes(out) == _shard_bytes(reference)
     assert (out / "manifest.json").read_bytes() == (reference / "manifest.json").read_bytes()
+
+
+def _copy_images(coco: tuple[Path, Path], target: Path) -> tuple[Path, Path]:
+    """A fresh copy of the images (new mtimes: `copyfile`, not `copy2`) next to the same annotation file."""
+    import shutil
+
+    images, annotations = coco
+    shutil.copytree(images, target, copy_function=shutil.copyfile)
+    return target, annotations
+
+
+def test_overwrite_always_rebuilds_even_when_up_to_date(synth_coco, tmp_path):
+    out = tmp_path / "out"
+    first = build_shards(_config(synth_coco, out))
+    before = _shard_bytes(out)
+    again = build_shards(_config(synth_coco, out, overwrite=True))
+    assert not again.noop and again.built_shards == 8 and again.processed_images == 36
+    assert _shard_bytes(out) == before and again.manifest == first.manifest
+
+
+def test_changed_images_are_refused_until_overwrite_rebuilds_them(synth_coco, tmp_path):
+    coco = _copy_images(synth_coco, tmp_path / "images")
+    victim = coco[0] / "000000000007.jpg"
+    saved = victim.read_bytes()
+    victim.unlink()
+    out = tmp_path / "out"
+    broken = build_shards(_config(coco, out, max_skipped_fraction=0.5)).manifest
+    assert [(e["image_id"], e["kind"]) for e in broken["skipped"]] == [(7, "missing")]
+    victim.write_bytes(saved)  # the missing image is back: the published build no longer matches the images
+    with pytest.raises(UserError, match=r"out: holds shards built from other images: .*now 0 of 36 are missing.*"
+                                        r"--overwrite"):
+        build_shards(_config(coco, out, max_skipped_fraction=0.5))
+    fixed = build_shards(_config(coco, out, max_skipped_fraction=0.5, overwrite=True))
+    assert fixed.manifest["skipped"] == [] and fixed.manifest["totals"]["samples"] == 36
+    assert fixed.manifest["source"]["images_sha256"] != broken["source"]["images_sha256"]
+    assert build_shards(_config(coco, out)).noop
+
+
+def test_images_in_another_folder_with_other_sizes_are_refused(synth_coco, tmp_path):
+    out = tmp_path / "out"
+    build_shards(_config(synth_coco, out))
+    other = _copy_images(synth_coco, tmp_path / "other")
+    first = sorted(other[0].iterdir())[0]
+    first.write_bytes(first.read_bytes() + b"\0")  # same names, one file re-encoded to another size
+    with pytest.raises(UserError, match="built from other images"):
+        build_shards(_config(other, out))
+
+
+def test_a_copy_of_the_images_is_the_same_source(synth_coco, tmp_path):
+    """No path and no mtime in the fingerprint: a copy gives a no-op rerun and byte-identical shards and manifest."""
+    out = tmp_path / "out"
+    original = build_shards(_config(synth_coco, out)).manifest
+    copy = _copy_images(synth_coco, tmp_path / "copy")
+    assert build_shards(_config(copy, out)).noop
+    from_copy = build_shards(_config(copy, tmp_path / "from_copy", workers=2))
+    assert from_copy.manifest == original and _shard_bytes(tmp_path / "from_copy") == _shard_bytes(out)
+
+
+def test_unlisted_files_do_not_force_a_rebuild(synth_coco, tmp_path):
+    coco = _copy_images(synth_coco, tmp_path / "images")
+    out = tmp_path / "out"
+    built = build_shards(_config(coco, out)).manifest
+    (coco[0] / "holiday.jpg").write_bytes(b"not listed")  # changes the quick folder fingerprint only
+    again = build_shards(_config(coco, out))
+    assert again.noop and again.manifest["files_not_in_json"] == built["files_not_in_json"] + 1
+    assert again.manifest["source"]["images_sha256"] == built["source"]["images_sha256"]
+    assert again.manifest["source"]["images_folder_sha256"] != built["source"]["images_folder_sha256"]
+    assert read_manifest(out) == again.manifest  # refreshed on disk: what a fresh build would record
+    assert build_shards(_config(coco, tmp_path / "fresh")).manifest == again.manifest
+
+
+def test_manifest_without_image_fingerprints_is_still_a_noop(synth_coco, tmp_path):
+    """Manifests written before `images_sha256` existed are judged by settings + annotations, as they were then."""
+    from wam_pipe.data.manifest import write_manifest
+
+    out = tmp_path / "out"
+    manifest = build_shards(_config(synth_coco, out)).manifest
+    for key in ("images_sha256", "images_folder_sha256"):
+        del manifest["source"][key]
+    for entry in manifest["skipped"]:
+        entry.pop("kind", None)
+    write_manifest(out / "manifest.json", manifest)
+    again = build_shards(_config(synth_coco, out))
+    assert again.noop and again.manifest == manifest
+
+
+def test_rerun_over_a_build_with_too_many_skips_exits_1(bad_inputs, tmp_path):
+    root, _ = bad_inputs
+    out = tmp_path / "out"
+    lenient = BuildConfig(root / "images", root / "annotations.json", out, size=64, workers=1,
+                          max_skipped_fraction=0.5, progress=False)
+    build_shards(lenient)
+    published = _shard_bytes(out)
+    strict = BuildConfig(root / "images", root / "annotations.json", out, size=64, workers=1, progress=False)
+    with pytest.raises(RunFailure, match=r"the published build in .*out skipped 6 of 13 images \(46\.2% > "
+                                         r"max_skipped_fraction 1\.0%\): 2 x corrupt.*rebuild with --overwrite"):
+        build_shards(strict)
+    assert _shard_bytes(out) == published and (out / "manifest.json").is_file()  # left as it was
+    assert build_shards(lenient).noop
+
+
+def test_deleted_and_damaged_shards_are_rebuilt_alone(synth_coco, tmp_path):
+    out = tmp_path / "out"
+    build_shards(_config(synth_coco, out))
+    reference, manifest_bytes = _shard_bytes(out), (out / "manifest.json").read_bytes()
+    (out / "shard-000002.tar").unlink()
+    damaged = out / "shard-000005.tar"
+    damaged.write_bytes(damaged.read_bytes()[:1000])
+    untouched = {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*.tar") if p.name != damaged.name}
+    logged: list[str] = []
+    result = build_shards(_config(synth_coco, out, workers=2), log=logged.append)
+    assert not result.noop and (result.built_shards, result.reused_shards, result.processed_images) == (2, 6, 10)
+    assert logged == [f"{out}: 2 published shards missing or damaged (shard-000002.tar, shard-000005.tar); "
+                      "rebuilding them"]
+    assert _shard_bytes(out) == reference and (out / "manifest.json").read_bytes() == manifest_bytes
+    assert all(out.joinpath(name).stat().st_mtime_ns == stamp for name, stamp in untouched.items())
+    assert not (out / "_build").exists() and not list(out.glob("*.tmp"))
+
+
+def test_repair_rebuilds_everything_when_a_rebuilt_shard_differs(synth_coco, tmp_path):
+    """Published bytes that cannot be reproduced (another Pillow, say) are not mixed with new ones."""
+    from wam_pipe.data.manifest import write_manifest
+
+    out = tmp_path / "out"
+    true_manifest = build_shards(_config(synth_coco, out)).manifest
+    tampered = json.loads(json.dumps(true_manifest))
+    tampered["shards"][1]["sha256"] = "0" * 64  # as if an older encoder had written other bytes
+    write_manifest(out / "manifest.json", tampered)
+    (out / "shard-000001.tar").unlink()
+    logged: list[str] = []
+    result = build_shards(_config(synth_coco, out), log=logged.append)
+    assert result.built_shards == 8 and result.manifest == true_manifest
+    assert "differ from the published bytes" in logged[-1] and "rebuilding every shard" in logged[-1]
+
+
+def test_killed_build_with_changed_images_is_refused(synth_coco, tmp_path):
+    coco = _copy_images(synth_coco, tmp_path / "images")
+    out = tmp_path / "out"
+    assert _run_build(coco, out, {KILL_HOOK_ENV: "1"}).returncode == -9
+    (coco[0] / "000000000003.jpg").unlink()
+    with pytest.raises(UserError, match="unfinished build with other settings, another annotation file or other "
+                                        "images"):
+        build_shards(_config(coco, out))
+
+
+def test_skipped_images_carry_a_kind_and_are_summarised_by_it(bad_inputs, tmp_path):
+    from wam_pipe.data.manifest_summary import summary_lines
+
+    root, ids = bad_inputs
+    config = BuildConfig(root / "images", root / "annotations.json", tmp_path / "out", size=64, workers=1,
+                         max_skipped_fraction=0.5, progress=False)
+    manifest = build_shards(config).manifest
+    kinds = {entry["image_id"]: entry["kind"] for entry in manifest["skipped"]}
+    assert kinds == {ids["corrupt"]: "corrupt", ids["truncated"]: "corrupt", ids["missing"]: "missing",
+                     ids["bomb"]: "bomb", ids["size_mismatch"]: "size", ids["bad_rle"]: "annotation"}
+    assert all(entry["reason"] for entry in manifest["skipped"])  # the full reason stays
+    line = next(line for line in summary_lines(manifest, "x") if line.startswith("skipped"))
+    assert line == ("skipped 6 images: 2 x corrupt or truncated image; 1 x file missing; 1 x decompression bomb; "
+                    "1 x size differs from the JSON; 1 x unusable segmentation (listed in the manifest's `skipped`)")
+
+
+def test_output_that_is_a_file_and_bad_json_leave_nothing(synth_coco, tmp_path):
+    images, _ = synth_coco
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(UserError, match="a_file: exists and is not a folder"):
+        build_shards(_config(synth_coco, tmp_path / "a_file"))
+    with pytest.raises(UserError, match="a_file/sub: cannot create the output folder"):
+        build_shards(_config(synth_coco, tmp_path / "a_file" / "sub"))
+    (tmp_path / "bad.json").write_text('{"images": [], "annotations": 5}')
+    with pytest.raises(UserError, match=r"bad\.json: annotations: expected a list, got int 5"):
+        build_shards(_config((images, tmp_path / "bad.json"), tmp_path / "new" / "out"))
+    assert not (tmp_path / "new").exists()
+
+
+def test_parts_built_from_different_copies_of_the_images_merge(synth_coco, tmp_path):
+    """Nodes with their own copy of the images (one holding an extra, unlisted file) build parts of one build."""
+    from wam_pipe.data.merge import merge_parts
+
+    build_shards(_config(synth_coco, tmp_path / "whole"))
+    copies = [_copy_images(synth_coco, tmp_path / f"node{n}") for n in range(2)]
+    (copies[1][0] / "extra.jpg").write_bytes(b"unlisted")
+    for part in range(3):
+        build_shards(_config(copies[min(part, 1)], tmp_path / f"part{part}", num_parts=3, part=part))
+    _, merged = merge_parts([tmp_path / f"part{p}" for p in range(3)], tmp_path / "merged")
+    assert _shard_bytes(tmp_path / "merged") == _shard_bytes(tmp_path / "whole")
+    whole = read_manifest(tmp_path / "whole")
+    assert merged["source"]["images_sha256"] == whole["source"]["images_sha256"]
+    assert {k: v for k, v in merged.items() if k != "encoder"} == {k: v for k, v in whole.items() if k != "encoder"}

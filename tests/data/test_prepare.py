@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from wam_pipe.data.coco_index import load_coco_index
+from wam_pipe.data.manifest import skip_kind
 from wam_pipe.data.prepare import SkipImage, encode_sample, prepare_sample
 from wam_pipe.data.rle import decode_rles
 
@@ -54,14 +55,16 @@ def test_crowd_rle_is_resized_with_the_image(records):
 
 
 @pytest.mark.parametrize(
-    "case, reason",
-    [("corrupt", "corrupt or truncated"), ("truncated", "corrupt or truncated"), ("missing", "file missing"),
-     ("bomb", "decompression bomb"), ("size_mismatch", "but the JSON says 100x90"), ("bad_rle", "annotation")],
+    "case, kind, reason",
+    [("corrupt", "corrupt", "corrupt or truncated"), ("truncated", "corrupt", "corrupt or truncated"),
+     ("missing", "missing", "file missing"), ("bomb", "bomb", "decompression bomb"),
+     ("size_mismatch", "size", "but the JSON says 100x90"), ("bad_rle", "annotation", "annotation")],
 )
-def test_unusable_inputs_are_skipped_with_a_reason(records, case, reason):
+def test_unusable_inputs_are_skipped_with_a_kind_and_a_reason(records, case, kind, reason):
     images, by_name = records
     with pytest.raises(SkipImage) as skip:
         prepare_sample(images, by_name[case], 64)
+    assert skip.value.kind == kind and skip_kind({"reason": skip.value.reason}) == kind  # old manifests: inferred
     assert reason in skip.value.reason and "\n" not in skip.value.reason
 
 

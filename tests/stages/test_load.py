@@ -96,3 +96,18 @@ def test_shard_slice_holds_out_whole_shards(dataset):
     assert len(held_keys) == 6 and not train_keys & held_keys
     with pytest.raises(UserError, match="selects none"):
         Load(shards=str(shards), size=64, workers=0, shard_slice=[5, 5]).setup(_ctx())
+
+
+@pytest.mark.parametrize("persistent", [True, False])
+def test_epochs_leave_the_global_torch_rng_alone(dataset, persistent):
+    """Starting workers must not draw from the global RNG: the training step draws masks, messages and augmentations
+    from it, and a resumed run (workers started once) must draw what an uninterrupted one did."""
+    _, _, shards = dataset
+    load = Load(shards=str(shards), size=64, batch_size=5, workers=1, prefetch_factor=2, persistent_workers=persistent)
+    load.setup(_ctx(seed=1))
+    draws = []
+    for epoch in range(3):
+        torch.manual_seed(123)
+        list(load.epoch(epoch))
+        draws.append(torch.rand(4))
+    assert all(torch.equal(draw, draws[0]) for draw in draws)

@@ -5,6 +5,8 @@
 - `per_file_resized`: the shards' exact bytes extracted to one `<key>.jpg` + `<key>.json` pair per sample, read
   file by file through the same decode path as the shards.
 - `shards`: `Load(shards=...)`.
+- `shards_no_ring`: the same without the shared-memory batch ring (`Load(batch_ring=False)`): each batch is sent in
+  fresh shared memory, the plain DataLoader hand-over; `shards` / this is the ring's gain.
 - `decode_ceiling`: the shards' samples held in memory, decoded (same decode + mask selection + collate) by the
   same number of processes, with no I/O, no tar parsing and no inter-process transfer of batches.
 - `decode_ceiling_delivered`: the same in-memory samples through the same DataLoader workers, so batches are also
@@ -147,8 +149,8 @@ def extract_to_folder(shard_dir: Path, manifest: dict[str, Any], out: Path) -> l
 class LoaderArm:
     """An arm backed by a DataLoader over an `EpochStream` (the three loader arms)."""
 
-    def __init__(self, name: str, make_stream: Any, settings: ArmSettings, files: list[Path]):
-        self.name, self.settings, self.files = name, settings, files
+    def __init__(self, name: str, make_stream: Any, settings: ArmSettings, files: list[Path], batch_ring: bool = True):
+        self.name, self.settings, self.files, self.batch_ring = name, settings, files, batch_ring
         self._make_stream = make_stream
         self.loader: Any = None
         self.stream: Any = None
@@ -158,11 +160,12 @@ class LoaderArm:
 
         self.stream = self._make_stream()
         self.loader = make_loader(self.stream, self.settings.workers, self.settings.prefetch_factor,
-                                  persistent_workers=True, pin_memory=False)
+                                  persistent_workers=True, pin_memory=False, batch_ring=self.batch_ring)
 
     def _worker_pids(self) -> list[int]:
         # Persistent workers live in the loader's iterator once the first epoch has started them.
-        iterator = getattr(self.loader, "_iterator", None)
+        dataloader = getattr(self.loader, "dataloader", self.loader)  # a RingLoader wraps the DataLoader
+        iterator = getattr(dataloader, "_iterator", None)
         return [worker.pid for worker in getattr(iterator, "_workers", [])]
 
     def run_epoch(self, epoch: int) -> EpochTiming:

@@ -13,6 +13,7 @@ Example: wam-pipe bench load --images ../shared/data/coco_tiny/train2017 \\
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import shutil
@@ -22,7 +23,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-ARMS = ("per_file_reference", "per_file_resized", "shards", "decode_ceiling", "decode_ceiling_delivered")
+ARMS = ("per_file_reference", "per_file_resized", "shards", "shards_no_ring", "decode_ceiling",
+        "decode_ceiling_delivered")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -63,13 +65,17 @@ def _prepare(workdir: Path, args: argparse.Namespace) -> tuple[Path, dict[str, A
     from wam_pipe.data.build import build_shards
     from wam_pipe.data.build_state import BuildConfig
     from wam_pipe.data.coco_index import load_coco_index
+    from wam_pipe.errors import UserError
 
     count = len(load_coco_index(args.annotations).images)
     per_shard = args.samples_per_shard or max(1, min(512, count // (4 * max(args.workers, 1))))
     shard_dir = workdir / "shards"
     config = BuildConfig(images=Path(args.images), annotations=Path(args.annotations), out=shard_dir,
-                         samples_per_shard=per_shard, overwrite=True, max_skipped_fraction=1.0, progress=False)
-    manifest = build_shards(config).manifest
+                         samples_per_shard=per_shard, max_skipped_fraction=1.0, progress=False)
+    try:  # a reused --workdir with the same inputs keeps its shards
+        manifest = build_shards(config).manifest
+    except UserError:  # built from other inputs or settings
+        manifest = build_shards(dataclasses.replace(config, overwrite=True)).manifest
     resized = workdir / "resized"
     if resized.exists():
         shutil.rmtree(resized)
@@ -106,6 +112,8 @@ def _make_arms(args: argparse.Namespace, shard_dir: Path, manifest: dict, resize
                   resized_files),
         LoaderArm("shards", stream_over(lambda: ShardSource(shard_dir, manifest, args.decoder)), settings,
                   shard_files),
+        LoaderArm("shards_no_ring", stream_over(lambda: ShardSource(shard_dir, manifest, args.decoder)), settings,
+                  shard_files, batch_ring=False),
         CeilingArm(shard_dir, manifest, settings),
         LoaderArm("decode_ceiling_delivered", stream_over(lambda: MemorySource(shard_dir, manifest, args.decoder)),
                   settings, []),
@@ -172,6 +180,8 @@ def _result(args: argparse.Namespace, manifest: dict, rates: dict[str, list[floa
             "shards_vs_ceiling": round(median["shards"] / ceiling, 3) if ceiling else None,
             "shards_vs_delivered_ceiling": round(median["shards"] / median["decode_ceiling_delivered"], 3)
             if median["decode_ceiling_delivered"] else None,
+            "ring_vs_no_ring": round(median["shards"] / median["shards_no_ring"], 3)
+            if median["shards_no_ring"] else None,
         },
         "cpu_ms_per_img": {name: cpu_ms[name] for name in ARMS},
         "cpu_ratios": _cpu_ratios(cpu_ms),
@@ -199,6 +209,7 @@ def _cpu_ratios(cpu_ms: dict[str, float | None]) -> dict[str, float | None]:
         "shards_vs_reference": speed_ratio("shards", "per_file_reference"),
         "shards_vs_ceiling": speed_ratio("shards", "decode_ceiling"),
         "shards_vs_delivered_ceiling": speed_ratio("shards", "decode_ceiling_delivered"),
+        "ring_vs_no_ring": speed_ratio("shards", "shards_no_ring"),
     }
 
 
@@ -224,5 +235,6 @@ def _table(result: dict[str, Any]) -> list[str]:
                  f"{r['shards_vs_delivered_ceiling']:.1%}")
     c = result["cpu_ratios"]
     lines.append(f"by CPU cost per image: shards / reference {c['shards_vs_reference']}x, shards / decode ceiling "
-                 f"{c['shards_vs_ceiling']}, shards / delivered ceiling {c['shards_vs_delivered_ceiling']}")
+                 f"{c['shards_vs_ceiling']}, shards / delivered ceiling {c['shards_vs_delivered_ceiling']}, "
+                 f"batch ring / none {c['ring_vs_no_ring']}x")
     return lines

@@ -117,6 +117,8 @@ def loader_arms(resolved: dict[str, Any], device_type: str) -> list[Arm]:
                         note=f"prefetch_factor {other} (configured: {prefetch})"))
         persistent = bool(_value(load, Load, "persistent_workers"))
         arms.append(_loader_flip("persistent_workers", persistent, "workers kept between epochs"))
+        arms.append(_loader_flip("batch_ring", bool(_value(load, Load, "batch_ring")),
+                                 "batches handed over in reused shared-memory slots"))
     arms.append(_loader_flip("channels_last", bool(_value(load, Load, "channels_last")),
                              "loader delivers NHWC images"))
     if device_type == "cuda":

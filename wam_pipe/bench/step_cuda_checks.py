@@ -1,4 +1,5 @@
-"""Checks of the training step's accelerator path: finite bf16/fp16/fp32 steps, and no host sync after warm-up.
+"""Checks of the training step's accelerator path: finite bf16/fp16/fp32 steps, torch.compile works, and no host sync
+after warm-up.
 
 Used by benchmarks/gpu_check.py (`--only checks`). Each precision builds the pipeline's real Step and Augment with
 the bench's arm machinery (batches resident on the device), runs a few warm-up steps, then steps under
@@ -24,6 +25,9 @@ PRECISION_CASES = {
     "fp16_fused": ["++run.precision=fp16", "++run.fused_optimizer=true"],
     "fp16_unfused": ["++run.precision=fp16", "++run.fused_optimizer=false"],
     "fp32": ["++run.precision=fp32"],
+    # Compilation happens in the warm-up steps; `graphs_compiled_timed` > 0 would mean recompiles in the timed steps.
+    # Its `seconds` against bf16's is the compiled step's speed-up at this batch size.
+    "bf16_compiled": ["++run.precision=bf16", "++stages.step.compile=true"],
 }
 EXPECTED_TO_SYNC = {"fp16_unfused"}
 
@@ -62,6 +66,7 @@ def check_precision(workspace: Any, label: str, overrides: list[str], warmup: in
     for index in range(warmup):
         meter.update(step.train_step(batches[index % len(batches)], runtime.augment, runtime.epoch), index)
     meter.read()
+    graphs_before = _compiled_graphs()
     entry: dict[str, Any] = {"precision": runtime.ctx.precision, "expected_to_sync": label in EXPECTED_TO_SYNC,
                              "sync_error": None, "sync_where": None}
     started = time.perf_counter()
@@ -75,6 +80,7 @@ def check_precision(workspace: Any, label: str, overrides: list[str], warmup: in
             entry["sync_error"], entry["sync_where"] = str(err).splitlines()[0], _where(err)
     device_sync(device)
     entry["seconds"] = round(time.perf_counter() - started, 3)
+    entry["graphs_compiled_timed"] = _compiled_graphs() - graphs_before
     values = meter.read()  # raises RunFailure if a loss went NaN/inf
     entry["guard_events"] = guard.summary()
     entry["loss"] = values.get("loss")
@@ -82,6 +88,15 @@ def check_precision(workspace: Any, label: str, overrides: list[str], warmup: in
     entry["sync_free"] = entry["sync_error"] is None and not guard.events
     entry["ok"] = entry["finite"] and (entry["sync_free"] or entry["expected_to_sync"])
     return entry
+
+
+def _compiled_graphs() -> int:
+    """Graphs torch.compile has produced so far in this process (0 without compile)."""
+    try:
+        from torch._dynamo.utils import counters
+    except ImportError:
+        return 0
+    return int(counters["stats"].get("unique_graphs", 0))
 
 
 def run_checks(pipeline: str, overrides: list[str], warmup: int, steps: int, run_dir: Path) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """`wam-pipe shard build|verify|inspect|merge`: COCO -> WebDataset shards, and tools to check and join them.
 
-Exit codes: 0 success (a build that was already up to date included), 1 too many skipped images / a bad shard,
-2 a user error (bad arguments, missing or malformed inputs, an output folder holding another build).
+Exit codes: 0 success (a build that was already up to date included), 1 too many skipped images (in this build or
+in the published one a rerun finds) / a bad shard / nothing to draw, 2 a user error (bad arguments, missing or
+malformed inputs, an output folder holding another build or one made from other images).
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     verify.set_defaults(func=_verify)
     inspect = which.add_parser("inspect", help="counts, sizes, category histogram, and a picture of samples")
     inspect.add_argument("directory", help="shard folder (holding manifest.json)")
-    inspect.add_argument("--out", default=None, help="write a grid of samples with masks overlaid to this PNG")
-    inspect.add_argument("--samples", type=int, default=16, help="samples in the picture (default 16)")
+    inspect.add_argument("--out", default=None,
+                         help="write a grid of samples with masks overlaid to this .png (or .jpg) file")
+    inspect.add_argument("--samples", type=int, default=16, help="samples in the picture, >= 1 (default 16)")
     inspect.set_defaults(func=_inspect)
     merge = which.add_parser("merge", help="join the part manifests of a --num-parts build")
     merge.add_argument("inputs", nargs="+", help="shard folders or part manifest files")
@@ -33,7 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _add_build(which: argparse._SubParsersAction) -> None:
     build = which.add_parser("build", help="pack COCO images + instance masks into shards (incremental, crash-safe)",
                              description="Pack COCO images + instance masks into WebDataset shards. Rerunning with "
-                             "the same inputs and settings is a no-op; an interrupted build resumes.")
+                             "the same inputs (annotations and images) and settings is a no-op; an interrupted build "
+                             "resumes; missing or damaged shards of a published build are rebuilt alone.")
     build.add_argument("--images", required=True, help="folder of the images the JSON lists")
     build.add_argument("--annotations", required=True, help="COCO instances JSON")
     build.add_argument("--out", required=True, help="output folder for shard-*.tar and manifest.json")
@@ -42,7 +45,8 @@ def _add_build(which: argparse._SubParsersAction) -> None:
     build.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     build.add_argument("--image-format", choices=["jpeg", "png"], default="jpeg", help="stored image format")
     build.add_argument("--quality", type=int, default=95, help="JPEG quality (default 95)")
-    build.add_argument("--overwrite", action="store_true", help="replace an output built with other settings")
+    build.add_argument("--overwrite", action="store_true",
+                       help="rebuild from scratch, replacing whatever build the output holds (even an up-to-date one)")
     build.add_argument("--max-skipped-fraction", type=float, default=0.01,
                        help="fail (exit 1, publish nothing) above this fraction of skipped images (default 0.01)")
     build.add_argument("--num-parts", type=int, default=1, help="split the build into P disjoint parts")
@@ -64,7 +68,7 @@ def _build(args: argparse.Namespace) -> int:
     )
     result = build_shards(config)
     if result.noop:
-        print(f"{result.manifest_path}: up to date (same annotations and settings); nothing to do")
+        print(f"{result.manifest_path}: up to date (same annotations, images and settings); nothing to do")
     else:
         rate = result.processed_images / max(result.seconds, 1e-9)
         print(f"built {result.built_shards} shards ({result.processed_images} images, {rate:.0f} img/s), reused "
@@ -89,12 +93,17 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from wam_pipe.data.inspect_shards import describe, render_grid
+    from wam_pipe.data.inspect_shards import check_grid_target, describe, render_grid
 
+    if args.out:
+        check_grid_target(args.out, args.samples)
     for line in describe(args.directory):
         print(line)
     if args.out:
         drawn = render_grid(args.directory, args.out, args.samples)
+        if not drawn:
+            print(f"{args.directory}: holds no samples; {args.out} not written", file=sys.stderr)
+            return 1
         print(f"wrote {args.out} ({drawn} samples with their instance masks)")
     return 0
 

@@ -1,10 +1,12 @@
 """`shard build`: COCO images + instances JSON -> WebDataset shards + manifest (one implementation for the CLI and
 the `ShardBuild` stage).
 
-Order of work: fingerprint the annotation file (sha256); if a manifest with the same settings and source exists,
-stop (a no-op in seconds); parse the JSON once; plan shards; refuse to mix with another build's files unless
-`overwrite`; then process the images of unfinished shards in a process pool (ordered results, so the bytes do not
-depend on the worker count), write each shard atomically with a done-marker, and publish `manifest.json` last.
+Order of work: fingerprint the annotation file (sha256). If a manifest exists (and not `overwrite`), check it
+(`published.py`): another build is refused, an up-to-date one is a no-op in seconds (the JSON is not parsed), and
+missing or damaged shards of a matching one are rebuilt alone. Otherwise parse the JSON once, create the output
+folder, fingerprint the images, plan shards, refuse to mix with another build's files unless `overwrite` (which
+always rebuilds), then process the images of unfinished shards in a process pool (ordered results, so the bytes do
+not depend on the worker count), write each shard atomically with a done-marker, and publish `manifest.json` last.
 """
 
 from __future__ import annotations
@@ -20,15 +22,19 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from wam_pipe.data import manifest as manifest_io
-from wam_pipe.data.build_state import BuildConfig, BuildState, PlannedShard, clear_output, plan_shards
+from wam_pipe.data.build_state import (
+    BuildConfig, BuildState, PlannedShard, clear_output, create_output_dir, plan_shards,
+)
 from wam_pipe.data.coco_index import CocoIndex, ImageRecord, load_coco_index, sha256_file
+from wam_pipe.data.image_fingerprint import ImagesFingerprint, fingerprint_images
 from wam_pipe.data.prepare import SkipImage, encode_sample, prepare_sample
+from wam_pipe.data.published import PublishedBuild, check_published
 from wam_pipe.data.tar_io import ShardWriter
 from wam_pipe.errors import RunFailure, UserError
 
 # Test hook: SIGKILL this process while writing the shard after the first N finished ones (crash-safety tests).
 KILL_HOOK_ENV = "WAM_PIPE_TEST_KILL_AFTER_SHARDS"
-IMAGE_FILE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"}
+SHARD_ENTRY_KEYS = ("name", "samples", "bytes", "sha256")
 
 
 @dataclass
@@ -54,105 +60,125 @@ def default_workers() -> int:
 
 
 def build_shards(config: BuildConfig, log: Callable[[str], None] = print) -> BuildResult:
-    """Build (or resume, or confirm) the shards described by `config`; returns the published manifest.
+    """Build (or resume, repair, or confirm) the shards described by `config`; returns the published manifest.
 
     Raises:
-        UserError: bad settings, missing inputs, malformed JSON, or an output holding a different build.
-        RunFailure: more than `max_skipped_fraction` of the images were skipped (nothing is published).
+        UserError: bad settings, missing inputs, malformed JSON, or an output holding a different build (other
+            settings, annotation file or images) without `overwrite`.
+        RunFailure: more than `max_skipped_fraction` of the images were skipped (nothing new is published).
     """
     config.validate()
     started = time.perf_counter()
     source_sha = sha256_file(config.annotations)
-    config.out.mkdir(parents=True, exist_ok=True)
     manifest_file = manifest_io.manifest_path(config.out, config.part, config.num_parts)
-    existing = _existing_manifest(manifest_file, config)
-    if existing is not None and _is_up_to_date(existing, config, source_sha):
-        return BuildResult(manifest_file, existing, noop=True, seconds=time.perf_counter() - started)
-    index = load_coco_index(config.annotations)
-    source = _source_record(config, index, source_sha)
+    index, rebuild_all = None, config.overwrite
+    if not config.overwrite and manifest_file.is_file():
+        published = check_published(config, manifest_io.read_manifest(manifest_file), source_sha)
+        if not published.damaged:
+            return _confirm_up_to_date(manifest_file, published, started)
+        index = published.index or load_coco_index(config.annotations)
+        repaired = _repair_published(config, published, plan_shards(index.images, config), manifest_file, log)
+        if repaired is not None:
+            repaired.seconds = time.perf_counter() - started
+            return repaired
+        rebuild_all = True
+    index = index or load_coco_index(config.annotations)
+    create_output_dir(config.out)
+    fingerprint = fingerprint_images(config.images, index)
+    source = _source_record(config, index, source_sha, fingerprint)
     shards = plan_shards(index.images, config)
     state = BuildState(config)
-    _refuse_foreign_output(config, state, shards, existing, source)
-    if config.overwrite:
+    if rebuild_all:
         clear_output(config.out, config.num_parts == 1, shards, state)
+    else:
+        _refuse_foreign_output(config, state, shards, source)
     state.write_fingerprint({"settings": config.settings(), "source": source})
     state.remove_stale_temp_files(shards)
-    built, processed = _build_missing(config, state, shards)
+    todo = [s for s in shards if state.read_marker(s) is None]
+    processed = _write_shards(config, todo, state.write_marker)
     markers = [state.read_marker(s) for s in shards]
-    manifest = _assemble_manifest(config, index, source, shards, markers)
+    manifest = _assemble_manifest(config, index, source, shards, markers, fingerprint)
     _enforce_skip_limit(config, state, shards, manifest)
     manifest_io.write_manifest(manifest_file, manifest)
     state.discard(shards, remove_tars=False)
     seconds = time.perf_counter() - started
-    return BuildResult(manifest_file, manifest, False, built, len(shards) - built, processed, seconds)
+    return BuildResult(manifest_file, manifest, False, len(todo), len(shards) - len(todo), processed, seconds)
 
 
-def _existing_manifest(path: Path, config: BuildConfig) -> dict[str, Any] | None:
-    if not path.is_file():
+def _confirm_up_to_date(manifest_file: Path, published: PublishedBuild, started: float) -> BuildResult:
+    """A no-op; only a changed record of files the JSON does not list is written back."""
+    if published.refreshed is not None:
+        manifest_io.write_manifest(manifest_file, published.refreshed)
+    manifest = published.refreshed or published.manifest
+    return BuildResult(manifest_file, manifest, noop=True, seconds=time.perf_counter() - started)
+
+
+def _repair_published(
+    config: BuildConfig, published: PublishedBuild, shards: list[PlannedShard], manifest_file: Path,
+    log: Callable[[str], None],
+) -> BuildResult | None:
+    """Rebuild the missing or damaged shards of a matching published build, alone.
+
+    Returns None when a rebuilt shard is not byte-identical to the published one (the libraries changed since that
+    build): the caller then rebuilds every shard, so the output stays one consistent build.
+    """
+    recorded = {entry["name"]: entry for entry in published.manifest["shards"]}
+    todo = [shard for shard in shards if shard.name in published.damaged]
+    if len(todo) != len(published.damaged) or len(shards) != len(recorded):
+        log(f"{config.out}: the published shards do not match this build's plan; rebuilding every shard")
         return None
-    try:
-        return manifest_io.read_manifest(path)
-    except UserError:
-        if config.overwrite:
-            return None
-        raise
+    log(f"{config.out}: {len(todo)} published shards missing or damaged ({', '.join(published.damaged)}); "
+        "rebuilding them")
+    BuildState(config).remove_stale_temp_files(todo)
+    rebuilt: dict[str, dict[str, Any]] = {}
+    processed = _write_shards(config, todo, lambda shard, marker: rebuilt.__setitem__(shard.name, marker))
+    differ = [name for name, marker in rebuilt.items()
+              if {k: marker[k] for k in SHARD_ENTRY_KEYS} != {k: recorded[name].get(k) for k in SHARD_ENTRY_KEYS}]
+    if differ:
+        log(f"{config.out}: rebuilt {', '.join(differ)} differ from the published bytes (the libraries changed since "
+            "that build?); rebuilding every shard")
+        return None
+    manifest = published.refreshed or published.manifest
+    manifest_io.write_manifest(manifest_file, manifest)
+    return BuildResult(manifest_file, manifest, False, len(todo), len(shards) - len(todo), processed)
 
 
-def _is_up_to_date(manifest: dict[str, Any], config: BuildConfig, source_sha: str) -> bool:
-    if manifest.get("settings") != config.settings():
-        return False
-    if manifest.get("source", {}).get("annotations_sha256") != source_sha:
-        return False
-    # Cheap completeness check (sizes only); `shard verify` is the thorough one.
-    return all(
-        (config.out / s["name"]).is_file() and (config.out / s["name"]).stat().st_size == s["bytes"]
-        for s in manifest.get("shards", [])
-    )
-
-
-def _source_record(config: BuildConfig, index: CocoIndex, source_sha: str) -> dict[str, Any]:
+def _source_record(config: BuildConfig, index: CocoIndex, source_sha: str, images: ImagesFingerprint) -> dict:
     return {
         "annotations_file": config.annotations.name,
         "annotations_sha256": source_sha,
         "image_count": len(index.images),
         "annotation_count": index.annotation_count,
+        **images.source_fields(),
     }
 
 
-def _refuse_foreign_output(
-    config: BuildConfig, state: BuildState, shards: list[PlannedShard], existing: dict | None, source: dict
-) -> None:
-    """Refuse (unless `overwrite`) to write over a published or in-progress build made differently."""
-    if config.overwrite:
-        return
-    where = f"{config.out}: "
+def _refuse_foreign_output(config: BuildConfig, state: BuildState, shards: list[PlannedShard], source: dict) -> None:
+    """Refuse to mix with an unfinished build made differently, or with shard files of an unknown build."""
     fix = "; pass --overwrite (overwrite: true) to replace it, or choose another output folder"
-    if existing is not None:
-        old_sha = existing.get("source", {}).get("annotations_sha256")
-        diff = manifest_io.describe_difference(
-            {**existing.get("settings", {}), "annotations_sha256": old_sha},
-            {**config.settings(), "annotations_sha256": source["annotations_sha256"]},
-        )
-        raise UserError(where + f"holds shards built differently ({diff or 'incomplete shard files'})" + fix)
     fingerprint = state.read_fingerprint()
-    if fingerprint is not None and fingerprint != {"settings": config.settings(), "source": source}:
-        raise UserError(where + "holds an unfinished build with other settings or another annotation file" + fix)
+    if fingerprint is not None and (
+        fingerprint.get("settings") != config.settings()
+        or manifest_io.source_identity(fingerprint.get("source")) != manifest_io.source_identity(source)
+    ):
+        raise UserError(f"{config.out}: holds an unfinished build with other settings, another annotation file or "
+                        "other images" + fix)
     if fingerprint is None and any((config.out / s.name).exists() for s in shards):
-        raise UserError(where + "holds shard files of an unknown build (no manifest, no build state)" + fix)
+        raise UserError(f"{config.out}: holds shard files of an unknown build (no manifest, no build state)" + fix)
 
 
-def _build_missing(config: BuildConfig, state: BuildState, shards: list[PlannedShard]) -> tuple[int, int]:
-    """Write every planned shard that has no valid done-marker; returns (shards built, images processed)."""
-    todo = [s for s in shards if state.read_marker(s) is None]
-    if not todo:
-        return 0, 0
+def _write_shards(
+    config: BuildConfig, shards: list[PlannedShard], on_done: Callable[[PlannedShard, dict], None]
+) -> int:
+    """Write `shards` in order, handing each one's done-marker to `on_done`; returns the images processed."""
+    if not shards:
+        return 0
     kill_after = int(os.environ.get(KILL_HOOK_ENV, "-1"))
-    total_images = sum(len(s.images) for s in todo)
-    with _progress(config, total_images) as bar, _results(config, todo) as results:
-        for built, shard in enumerate(todo):
-            marker = _write_shard(config, shard, results, bar, kill_now=built == kill_after)
-            state.write_marker(shard, marker)
-    return len(todo), total_images
+    total_images = sum(len(s.images) for s in shards)
+    with _progress(config, total_images) as bar, _results(config, shards) as results:
+        for position, shard in enumerate(shards):
+            on_done(shard, _write_shard(config, shard, results, bar, kill_now=position == kill_after))
+    return total_images
 
 
 def _write_shard(config: BuildConfig, shard: PlannedShard, results: Iterator, bar: Any, kill_now: bool) -> dict:
@@ -161,8 +187,9 @@ def _write_shard(config: BuildConfig, shard: PlannedShard, results: Iterator, ba
         for record in shard.images:
             outcome = next(results)
             bar.update(1)
-            if isinstance(outcome, str):
-                skipped.append({"image_id": record.id, "file_name": record.file_name, "reason": outcome})
+            if isinstance(outcome, tuple):  # (kind, reason): skipped
+                skipped.append({"image_id": record.id, "file_name": record.file_name, "kind": outcome[0],
+                                "reason": outcome[1]})
                 continue
             stats = outcome.pop("__stats__")
             writer.write(outcome)
@@ -230,12 +257,12 @@ def _init_worker(images: str, size: int, image_format: str, quality: int) -> Non
     _WORKER_ARGS.update(images=Path(images), size=size, image_format=image_format, quality=quality)
 
 
-def _process_image(record: ImageRecord) -> dict[str, Any] | str:
-    """One image -> its tar members (+ `__stats__`), or the reason it was skipped."""
+def _process_image(record: ImageRecord) -> dict[str, Any] | tuple[str, str]:
+    """One image -> its tar members (+ `__stats__`), or `(kind, reason)` when it is skipped."""
     try:
         sample = prepare_sample(_WORKER_ARGS["images"], record, _WORKER_ARGS["size"])
     except SkipImage as skip:
-        return skip.reason
+        return skip.kind, skip.reason
     encoded = encode_sample(sample, _WORKER_ARGS["image_format"], _WORKER_ARGS["quality"])
     categories = Counter(ann["category_id"] for ann in sample.annotations)
     encoded["__stats__"] = {"instances": len(sample.annotations), "categories": dict(categories)}
@@ -243,26 +270,23 @@ def _process_image(record: ImageRecord) -> dict[str, Any] | str:
 
 
 def _assemble_manifest(
-    config: BuildConfig, index: CocoIndex, source: dict, shards: list[PlannedShard], markers: list[dict | None]
+    config: BuildConfig, index: CocoIndex, source: dict, shards: list[PlannedShard], markers: list[dict | None],
+    images: ImagesFingerprint,
 ) -> dict[str, Any]:
-    from wam_pipe.data.manifest_summary import assemble_manifest, count_files_not_in_json
+    from wam_pipe.data.manifest_summary import assemble_manifest
 
     if any(m is None for m in markers):  # cannot happen unless files vanish mid-build
         raise RunFailure(f"{config.out}: a shard finished during this build is missing; rerun the build")
-    extra_files = count_files_not_in_json(config.images, index, IMAGE_FILE_SUFFIXES)
     part = {"index": config.part, "count": config.num_parts} if config.num_parts > 1 else None
-    return assemble_manifest(config.settings(), source, part, markers, index, extra_files)
+    return assemble_manifest(config.settings(), source, part, markers, index, images.files_not_in_json)
 
 
 def _enforce_skip_limit(config: BuildConfig, state: BuildState, shards: list[PlannedShard], manifest: dict) -> None:
+    from wam_pipe.data.manifest_summary import skip_limit_exceeded
+
     total = sum(len(s.images) for s in shards)
-    skipped = len(manifest["skipped"])
-    if total and skipped / total > config.max_skipped_fraction:
-        reasons = Counter(entry["reason"].split(" (")[0] for entry in manifest["skipped"])
+    exceeded = skip_limit_exceeded(manifest["skipped"], total, config.max_skipped_fraction)
+    if exceeded:
         state.discard(shards, remove_tars=True)
-        detail = "; ".join(f"{n} x {reason}" for reason, n in reasons.most_common(3))
-        raise RunFailure(
-            f"{config.annotations}: skipped {skipped} of {total} images ({skipped / total:.1%} > "
-            f"max_skipped_fraction {config.max_skipped_fraction:.1%}): {detail}; nothing was published; fix the "
-            f"images or raise --max-skipped-fraction"
-        )
+        raise RunFailure(f"{config.annotations}: {exceeded}; nothing was published; fix the images or raise "
+                         "--max-skipped-fraction")

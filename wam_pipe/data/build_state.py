@@ -4,7 +4,7 @@ Layout of an output directory during a build:
 ```
 OUT/shard-000000.tar            finished shards (renamed into place after fsync)
 OUT/shard-000001.tar.tmp        the shard being written (deleted and redone after a crash)
-OUT/_build/state.json           settings + source fingerprint of the build in progress
+OUT/_build/state.json           settings + source fingerprint (annotations, images) of the build in progress
 OUT/_build/shard-000000.json    done-marker of each finished shard: counts, sha256, skipped images
 OUT/manifest.json               written last; the build is published when it exists
 ```
@@ -86,6 +86,17 @@ class BuildConfig:
             raise UserError(f"{self.images}: image folder not found; pass the folder holding the JSON's file_names")
         if not self.annotations.is_file():
             raise UserError(f"{self.annotations}: annotation file not found; pass the COCO instances JSON")
+        if self.out.exists() and not self.out.is_dir():
+            raise UserError(f"{self.out}: exists and is not a folder; pass a folder for the shards (--out)")
+
+
+def create_output_dir(out: Path) -> None:
+    """Create the output folder (after the inputs have been read, so a bad input leaves no empty folder behind)."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UserError(f"{out}: cannot create the output folder ({err.strerror or err}); pass a folder that can "
+                        "be created and written") from None
 
 
 @dataclass

@@ -73,6 +73,38 @@ def sha256_file(path: Path, chunk_bytes: int = 1 << 22) -> str:
     return digest.hexdigest()
 
 
+MAX_REPORTED_PROBLEMS = 5  # structural problems listed at once; the rest are counted
+
+
+class _Problems:
+    """Structural problems of one annotation file, collected in one pass so the first few are reported together."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.lines: list[str] = []
+        self.count = 0
+
+    def add(self, where: str, what: str) -> None:
+        self.count += 1
+        if len(self.lines) < MAX_REPORTED_PROBLEMS:
+            self.lines.append(f"{self.path}: {where}: {what}; fix the annotation file")
+
+    def raise_if_any(self) -> None:
+        if not self.count:
+            return
+        more = self.count - len(self.lines)
+        tail = [f"{self.path}: ... and {more} more problems"] if more else []
+        raise UserError(*self.lines, *tail)
+
+
+def _shown(value: Any) -> str:
+    """A short description of a JSON value for an error message: `str '2'`, `list [1]`, `nothing (missing)`."""
+    if value is None:
+        return "nothing (missing or null)"
+    text = repr(value)
+    return f"{type(value).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
+
+
 def _read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise UserError(f"{path}: annotation file not found; pass the COCO instances JSON "
@@ -86,23 +118,69 @@ def _read_json(path: Path) -> dict[str, Any]:
         raise UserError(f"{path}: not valid JSON (not UTF-8 text: {err}); pass the COCO instances JSON") from None
     if not isinstance(data, dict) or not isinstance(data.get("images"), list):
         raise UserError(f"{path}: not a COCO instances file (no `images` list); pass the COCO instances JSON")
+    problems = _Problems(path)
+    for name in ("annotations", "categories"):
+        if data.get(name) is not None and type(data[name]) is not list:
+            problems.add(name, f"expected a list, got {_shown(data[name])}")
+    problems.raise_if_any()
     return data
 
 
-def _image_field(path: Path, position: int, entry: Any, name: str, kind: type) -> Any:
-    value = entry.get(name) if isinstance(entry, dict) else None
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise UserError(f"{path}: images[{position}].{name}: missing or not a {kind.__name__}; fix the annotation file")
-    return value
+def _image_problem(entry: Any) -> tuple[str, str] | None:
+    """The first structural problem of one `images` entry, as (key suffix, what is wrong), or None."""
+    if type(entry) is not dict:
+        return "", f"expected an object, got {_shown(entry)}"
+    for name in ("id", "height", "width"):
+        if type(entry.get(name)) is not int:  # `type(...) is int` also rejects booleans
+            return f".{name}", f"expected an int, got {_shown(entry.get(name))}"
+    file_name = entry.get("file_name")
+    if type(file_name) is not str or not file_name:
+        return ".file_name", f"expected a non-empty string, got {_shown(file_name)}"
+    if file_name.startswith(("/", "\\")) or ".." in file_name.replace("\\", "/").split("/"):
+        return ".file_name", f"{file_name!r} points outside the image folder (give a path relative to it)"
+    return None
 
 
-def _group_annotations(path: Path, data: dict[str, Any], known: set[int]) -> tuple[dict[int, list], list[int], int]:
+def _annotation_problem(ann: Any) -> tuple[str, str] | None:
+    """The first structural problem of one `annotations` entry, or None (one pass over ~860k, so kept lean)."""
+    if type(ann) is not dict:
+        return "", f"expected an object, got {_shown(ann)}"
+    for name in ("image_id", "id", "category_id"):
+        if type(ann.get(name)) is not int:
+            return f".{name}", f"expected an int, got {_shown(ann.get(name))}"
+    iscrowd = ann.get("iscrowd")
+    if iscrowd is not None and (type(iscrowd) not in (int, bool, float) or iscrowd not in (0, 1)):
+        return ".iscrowd", f"expected 0 or 1, got {_shown(iscrowd)}"
+    segmentation = ann.get("segmentation")
+    if segmentation is not None and type(segmentation) not in (list, dict):
+        return ".segmentation", f"expected a list of polygons or an RLE object, got {_shown(segmentation)}"
+    return None
+
+
+def _read_images(data: dict[str, Any], problems: _Problems) -> dict[int, tuple[str, int, int]]:
+    records: dict[int, tuple[str, int, int]] = {}
+    for position, entry in enumerate(data["images"]):
+        problem = _image_problem(entry)
+        if problem is not None:
+            problems.add(f"images[{position}]{problem[0]}", problem[1])
+        elif entry["id"] in records:
+            problems.add(f"images[{position}].id", f"duplicate image id {entry['id']}")
+        else:
+            records[entry["id"]] = (entry["file_name"], entry["height"], entry["width"])
+    return records
+
+
+def _group_annotations(
+    data: dict[str, Any], known: dict[int, Any], problems: _Problems
+) -> tuple[dict[int, list], list[int], int]:
     by_image: dict[int, list[dict[str, Any]]] = {}
     unknown: dict[int, int] = {}
     for position, ann in enumerate(data.get("annotations") or []):
-        image_id = ann.get("image_id") if isinstance(ann, dict) else None
-        if not isinstance(image_id, int) or isinstance(image_id, bool):
-            raise UserError(f"{path}: annotations[{position}].image_id: missing or not an int; fix the annotation file")
+        problem = _annotation_problem(ann)
+        if problem is not None:
+            problems.add(f"annotations[{position}]{problem[0]}", problem[1])
+            continue
+        image_id = ann["image_id"]
         if image_id not in known:
             unknown[image_id] = unknown.get(image_id, 0) + 1
             continue
@@ -110,33 +188,46 @@ def _group_annotations(path: Path, data: dict[str, Any], known: set[int]) -> tup
     return by_image, sorted(unknown), sum(unknown.values())
 
 
+def _read_categories(data: dict[str, Any], problems: _Problems) -> list[dict[str, Any]]:
+    categories: dict[int, dict[str, Any]] = {}
+    for position, entry in enumerate(data.get("categories") or []):
+        if type(entry) is not dict:
+            problems.add(f"categories[{position}]", f"expected an object, got {_shown(entry)}")
+            continue
+        category_id = entry.get("id")
+        if type(category_id) is not int:
+            problems.add(f"categories[{position}].id", f"expected an int, got {_shown(category_id)}")
+        elif category_id in categories:
+            problems.add(f"categories[{position}].id", f"duplicate category id {category_id}")
+        else:
+            categories[category_id] = {"id": category_id, "name": str(entry.get("name", category_id)),
+                                       "supercategory": str(entry.get("supercategory", ""))}
+    return [categories[k] for k in sorted(categories)]
+
+
 def load_coco_index(path: str | Path) -> CocoIndex:
-    """Parse a COCO instances JSON.
+    """Parse a COCO instances JSON, checking its structure in the same pass.
+
+    Checked: `images`, `annotations` and `categories` are lists of objects; image, annotation and category ids,
+    `image_id`, `category_id`, `height` and `width` are ints; `file_name` a non-empty string; `iscrowd` 0 or 1 (or
+    absent); `segmentation` a list or an object (or absent). The content of a segmentation is checked per image at
+    build time (an unusable one skips its image).
 
     Raises:
-        UserError: the file is missing, is not JSON (with the parser's message), or lacks required fields.
+        UserError: the file is missing or is not JSON (with the parser's message), or has the wrong structure (the
+            first `MAX_REPORTED_PROBLEMS` problems, one line each: `FILE: annotations[12].iscrowd: expected ...`).
     """
     path = Path(path)
     data = _read_json(path)
-    records: dict[int, tuple[str, int, int]] = {}
-    for position, entry in enumerate(data["images"]):
-        image_id = _image_field(path, position, entry, "id", int)
-        if image_id in records:
-            raise UserError(f"{path}: images[{position}]: duplicate image id {image_id}; fix the annotation file")
-        file_name = _image_field(path, position, entry, "file_name", str)
-        height = _image_field(path, position, entry, "height", int)
-        width = _image_field(path, position, entry, "width", int)
-        records[image_id] = (file_name, height, width)
-    by_image, unknown_ids, unknown_count = _group_annotations(path, data, set(records))
+    problems = _Problems(path)
+    records = _read_images(data, problems)
+    by_image, unknown_ids, unknown_count = _group_annotations(data, records, problems)
+    categories = _read_categories(data, problems)
+    problems.raise_if_any()
     images = [
         ImageRecord(image_id, name, height, width, _compact_json(by_image.get(image_id, [])))
         for image_id, (name, height, width) in sorted(records.items())
     ]
-    categories = sorted(
-        ({"id": c["id"], "name": str(c.get("name", c["id"])), "supercategory": str(c.get("supercategory", ""))}
-         for c in data.get("categories") or [] if isinstance(c, dict) and "id" in c),
-        key=lambda c: c["id"],
-    )
     return CocoIndex(path, images, categories, sum(len(v) for v in by_image.values()), unknown_ids, unknown_count)
 
 

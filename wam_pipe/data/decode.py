@@ -85,17 +85,21 @@ class Collate:
     def __init__(self, channels_last: bool = True):
         self.channels_last = channels_last
 
-    def __call__(self, samples: list[dict[str, Any]]) -> dict[str, Any]:
+    def __call__(self, samples: list[dict[str, Any]], out: tuple[torch.Tensor, torch.Tensor] | None = None
+                 ) -> dict[str, Any]:
+        """`out`: optional (images, masks) buffers to fill, shaped (B, S, S, 3) (or (B, 3, S, S) without
+        `channels_last`) and (B, K, S, S), e.g. a shared-memory ring slot; by default new tensors are allocated."""
+        image, masks_shape = samples[0]["image"], samples[0]["masks"].shape
         in_worker = torch.utils.data.get_worker_info() is not None
-        image = samples[0]["image"]
+        if out is None:
+            side = (image.shape[1], image.shape[2], 3) if self.channels_last else tuple(image.shape)
+            out = (_output((len(samples), *side), in_worker), _output((len(samples), *masks_shape), in_worker))
+        images, masks = out
         if self.channels_last:
-            images = _output((len(samples), image.shape[1], image.shape[2], 3), in_worker)
             torch.stack([s["image"].permute(1, 2, 0) for s in samples], out=images)  # (B, S, S, 3): plain copies
             images = images.permute(0, 3, 1, 2)  # (B, 3, S, S) view with channels-last strides
         else:
-            images = _output((len(samples), *image.shape), in_worker)
             torch.stack([s["image"] for s in samples], out=images)  # (B, 3, S, S) contiguous
-        masks = _output((len(samples), *samples[0]["masks"].shape), in_worker)
         torch.stack([s["masks"] for s in samples], out=masks)  # (B, K, S, S)
         return {"images": images, "masks": masks, "keys": [s["key"] for s in samples]}
 

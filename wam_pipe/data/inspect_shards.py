@@ -11,11 +11,13 @@ import numpy as np
 
 from wam_pipe.data.manifest import read_manifest
 from wam_pipe.data.tar_io import EncodedSample, read_samples
+from wam_pipe.errors import UserError
 
 # Distinct overlay colours (RGB), cycled over the instances of a sample.
 PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
            (70, 240, 240), (240, 50, 230), (210, 245, 60), (250, 190, 212)]
 HISTOGRAM_WIDTH = 40
+GRID_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}  # picture suffix -> PIL format
 
 
 def describe(directory: str | Path) -> list[str]:
@@ -93,11 +95,33 @@ def _eroded(mask: np.ndarray) -> np.ndarray:
     return inner
 
 
+def check_grid_target(out: str | Path, count: int) -> None:
+    """Reject a grid request that cannot be written, before any work.
+
+    Raises:
+        UserError: `count` < 1, `out` is a folder, or its suffix is not .png / .jpg / .jpeg.
+    """
+    out = Path(out)
+    if count < 1:
+        raise UserError(f"shard inspect: --samples must be >= 1, got {count}")
+    if out.is_dir():
+        raise UserError(f"{out}: is a folder; pass a file name for the picture, e.g. {out / 'grid.png'}")
+    if out.suffix.lower() not in GRID_FORMATS:
+        raise UserError(f"{out}: cannot write a picture of type {out.suffix or '(no suffix)'!r}; name a .png (or "
+                        ".jpg) file")
+
+
 def render_grid(directory: str | Path, out: str | Path, count: int = 16) -> int:
-    """Write a grid picture of `count` samples with their masks overlaid; returns how many were drawn."""
+    """Write a grid picture of `count` samples with their masks overlaid; returns how many were drawn (0: the build
+    holds no samples, and nothing is written).
+
+    Raises:
+        UserError: see `check_grid_target`; or `out` cannot be written.
+    """
     from PIL import Image, ImageDraw
 
-    directory = Path(directory)
+    check_grid_target(out, count)
+    directory, out = Path(directory), Path(out)
     manifest = read_manifest(directory)
     samples = pick_samples(directory, manifest, count)
     if not samples:
@@ -110,6 +134,9 @@ def render_grid(directory: str | Path, out: str | Path, count: int = 16) -> int:
         tile = Image.fromarray(overlay(sample))
         ImageDraw.Draw(tile).text((4, 4), sample.key, fill=(255, 255, 255))
         grid.paste(tile, ((position % columns) * size, (position // columns) * size))
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
-    grid.save(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        grid.save(out, format=GRID_FORMATS[out.suffix.lower()])
+    except OSError as err:
+        raise UserError(f"{out}: cannot write the picture ({err.strerror or err}); pass another --out") from None
     return len(samples)

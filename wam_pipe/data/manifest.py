@@ -4,17 +4,20 @@ Format (version 1; see docs/data.md):
 ```
 {"format": "wam-pipe-shards", "format_version": 1,
  "settings": {"size", "samples_per_shard", "image_format", "quality", "jpeg_subsampling"},
- "source": {"annotations_file", "annotations_sha256", "image_count", "annotation_count"},
+ "source": {"annotations_file", "annotations_sha256", "image_count", "annotation_count",
+            "images_sha256", "images_folder_sha256"},
  "part": {"index", "count"} | null,          # set on a part manifest (`--num-parts`), null once merged/whole
  "shards": [{"name", "samples", "bytes", "sha256"}, ...],
  "totals": {"shards", "samples", "bytes", "instances", "images_without_annotations"},
  "categories": [{"id", "name", "supercategory", "instances"}, ...],
- "skipped": [{"image_id", "file_name", "reason"}, ...],
+ "skipped": [{"image_id", "file_name", "kind", "reason"}, ...],
  "unknown_image_annotations": {"count", "image_ids"},
  "files_not_in_json": int,
  "encoder": {"pillow", "libjpeg_turbo", "pycocotools"}}
 ```
-The build is a no-op when `settings` and `source` match; `encoder` is informative only.
+`source.images_*` and `skipped[].kind` were added within version 1 (readers ignore keys they do not know; manifests
+without them stay readable). A rerun keeps the shards when `settings` and `source_identity` match; `encoder` is
+informative only.
 """
 
 from __future__ import annotations
@@ -73,9 +76,40 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     return manifest
 
 
+# Short categories of skipped images (`kind`, recorded next to each one's full `reason`) and how summaries name them.
+SKIP_KINDS = {
+    "missing": "file missing",
+    "corrupt": "corrupt or truncated image",
+    "bomb": "decompression bomb",
+    "size": "size differs from the JSON",
+    "annotation": "unusable segmentation",
+    "other": "other problem",
+}
+
+
+def skip_kind(entry: dict[str, Any]) -> str:
+    """The `kind` of a manifest `skipped` entry; inferred from `reason` for manifests written before `kind`."""
+    if entry.get("kind") in SKIP_KINDS:
+        return entry["kind"]
+    reason = str(entry.get("reason", ""))
+    prefixes = {"file missing": "missing", "corrupt or truncated": "corrupt", "decompression bomb": "bomb",
+                "image is ": "size", "annotation ": "annotation"}
+    return next((kind for prefix, kind in prefixes.items() if reason.startswith(prefix)), "other")
+
+
+# The `source` keys that identify the inputs (the rest is descriptive, or a quick proxy: `images_folder_sha256`).
+SOURCE_IDENTITY_KEYS = ("annotations_sha256", "images_sha256")
+
+
+def source_identity(source: dict[str, Any] | None) -> dict[str, Any]:
+    """The part of a manifest's (or build state's) `source` that decides whether two builds share their inputs."""
+    source = source if isinstance(source, dict) else {}
+    return {key: source.get(key) for key in SOURCE_IDENTITY_KEYS}
+
+
 def same_build(manifest: dict[str, Any], settings: dict[str, Any], source: dict[str, Any]) -> bool:
-    """Whether an existing manifest was built from the same source with the same settings."""
-    return manifest.get("settings") == settings and manifest.get("source") == source
+    """Whether an existing manifest was built from the same inputs with the same settings."""
+    return manifest.get("settings") == settings and source_identity(manifest.get("source")) == source_identity(source)
 
 
 def describe_difference(old: dict[str, Any], new: dict[str, Any]) -> str:

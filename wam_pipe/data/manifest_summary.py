@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import os
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 from wam_pipe.data.coco_index import CocoIndex
-from wam_pipe.data.manifest import FORMAT, FORMAT_VERSION
+from wam_pipe.data.manifest import FORMAT, FORMAT_VERSION, SKIP_KINDS, skip_kind
 
 MAX_LISTED_IDS = 20
 
@@ -24,16 +22,6 @@ def encoder_versions() -> dict[str, str | None]:
         "libjpeg_turbo": PIL.features.version_feature("libjpeg_turbo"),
         "pycocotools": getattr(pycocotools, "__version__", None),
     }
-
-
-def count_files_not_in_json(images_dir: Path, index: CocoIndex, suffixes: set[str]) -> int:
-    """Image files in `images_dir` (top level) that the JSON does not list; they are ignored."""
-    listed = {record.file_name for record in index.images}
-    with os.scandir(images_dir) as entries:
-        return sum(
-            1 for e in entries
-            if e.is_file() and Path(e.name).suffix.lower() in suffixes and e.name not in listed
-        )
 
 
 def assemble_manifest(
@@ -88,9 +76,7 @@ def summary_lines(manifest: dict[str, Any], where: str) -> list[str]:
     ]
     skipped = manifest.get("skipped", [])
     if skipped:
-        reasons = Counter(entry["reason"].split(" (")[0] for entry in skipped)
-        detail = "; ".join(f"{n} x {reason}" for reason, n in reasons.most_common())
-        lines.append(f"skipped {len(skipped)} images: {detail} (listed in the manifest's `skipped`)")
+        lines.append(f"skipped {len(skipped)} images: {skip_breakdown(skipped)} (listed in the manifest's `skipped`)")
     if manifest.get("files_not_in_json"):
         lines.append(f"ignored {manifest['files_not_in_json']} image files that the annotation JSON does not list")
     unknown = manifest.get("unknown_image_annotations", {})
@@ -98,3 +84,17 @@ def summary_lines(manifest: dict[str, Any], where: str) -> list[str]:
         ids = ", ".join(str(i) for i in unknown.get("image_ids", []))
         lines.append(f"ignored {unknown['count']} annotations naming image ids not in the JSON's images: {ids}")
     return lines
+
+
+def skip_breakdown(skipped: list[dict[str, Any]], top: int | None = None) -> str:
+    """`2 x file missing; 1 x decompression bomb`: skipped images counted by `kind`, most frequent first."""
+    kinds = Counter(skip_kind(entry) for entry in skipped)
+    return "; ".join(f"{n} x {SKIP_KINDS[kind]}" for kind, n in kinds.most_common(top))
+
+
+def skip_limit_exceeded(skipped: list[dict[str, Any]], total: int, limit: float) -> str | None:
+    """`skipped 6 of 13 images (46.2% > max_skipped_fraction 1.0%): 2 x ...` when over `limit`, else None."""
+    if not total or len(skipped) / total <= limit:
+        return None
+    return (f"skipped {len(skipped)} of {total} images ({len(skipped) / total:.1%} > max_skipped_fraction "
+            f"{limit:.1%}): {skip_breakdown(skipped, top=3)}")

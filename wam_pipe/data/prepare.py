@@ -2,7 +2,8 @@
 
 Per image: decode (any mode -> RGB), resize the short side to `size` and center-crop (see `imageops`), rasterise every
 instance at full resolution with pycocotools, apply the same resize (PIL NEAREST) and crop to the masks, and store
-them as COCO RLE at the stored size. Images that cannot be used raise `SkipImage` with a one-line reason.
+them as COCO RLE at the stored size. Images that cannot be used raise `SkipImage` with a one-line reason and a
+short kind (`SKIP_KINDS`).
 
 The sample format (a contract, see docs/data.md): `<key>.jpg` (or `.png`) and `<key>.json` holding `image_id`,
 `file_name`, `height`, `width`, `orig_height`, `orig_width` and `annotations`, a list of
@@ -31,11 +32,17 @@ MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485  # PIL's decompression-bomb th
 
 
 class SkipImage(Exception):
-    """This image cannot become a sample; `reason` says why in one line."""
+    """This image cannot become a sample.
 
-    def __init__(self, reason: str):
+    Attributes:
+        reason: why, in one line.
+        kind: its category, a key of `wam_pipe.data.manifest.SKIP_KINDS` (`missing`, `corrupt`, `bomb`, ...).
+    """
+
+    def __init__(self, reason: str, kind: str = "other"):
         super().__init__(reason)
         self.reason = reason
+        self.kind = kind
 
 
 def open_rgb(path: Path, expected_width: int, expected_height: int) -> Image.Image:
@@ -50,18 +57,19 @@ def open_rgb(path: Path, expected_width: int, expected_height: int) -> Image.Ima
             image = Image.open(path)
             width, height = image.size
             if width * height > MAX_PIXELS:
-                raise SkipImage(f"decompression bomb: {width}x{height} pixels exceeds PIL's limit of {MAX_PIXELS}")
+                raise SkipImage(f"decompression bomb: {width}x{height} pixels exceeds PIL's limit of {MAX_PIXELS}",
+                                "bomb")
             image.load()
     except SkipImage:
         raise
     except FileNotFoundError:
-        raise SkipImage("file missing") from None
+        raise SkipImage("file missing", "missing") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        raise SkipImage(f"decompression bomb: {err}") from None
+        raise SkipImage(f"decompression bomb: {err}", "bomb") from None
     except Exception as err:  # PIL raises OSError, SyntaxError, ValueError... for damaged files
-        raise SkipImage(f"corrupt or truncated image ({type(err).__name__}: {err})") from None
+        raise SkipImage(f"corrupt or truncated image ({type(err).__name__}: {err})", "corrupt") from None
     if (width, height) != (expected_width, expected_height):
-        raise SkipImage(f"image is {width}x{height} but the JSON says {expected_width}x{expected_height}")
+        raise SkipImage(f"image is {width}x{height} but the JSON says {expected_width}x{expected_height}", "size")
     return to_rgb(image)
 
 
@@ -76,7 +84,7 @@ def full_resolution_rles(record: ImageRecord, annotations: list[dict[str, Any]])
         try:
             rles.append(rle_ops.segmentation_to_rle(ann.get("segmentation"), record.height, record.width))
         except rle_ops.SegmentationError as err:
-            raise SkipImage(f"annotation {ann.get('id')}: {err}") from None
+            raise SkipImage(f"annotation {ann.get('id')}: {err}", "annotation") from None
     return rles
 
 

@@ -4,7 +4,8 @@ Per worker and epoch: the planner (`plan.py`, our explicit node + worker splitte
 the source reads them as *encoded* samples; a seeded shuffle buffer mixes the encoded bytes (before decode, so the
 buffer stays small); the source decodes (image to uint8, masks from RLE by our own handler) with the sample-level RNG
 seeded from `(seed, epoch, rank, worker)`; `batched` collates whole batches inside the worker (fewer, larger
-pickles cross the process boundary).
+pickles cross the process boundary), into a reusable shared-memory slot of a `BatchRing` when the loader has one
+(`batch_ring.py`: only a slot number crosses the process boundary).
 
 The epoch number reaches persistent workers through a shared `multiprocessing.Value` read at the start of each
 iteration (a persistent worker keeps the dataset object it was created with).
@@ -22,6 +23,7 @@ import torch
 import webdataset as wds
 
 from wam_pipe.data import plan
+from wam_pipe.data.batch_ring import BatchRing, RingLoader
 from wam_pipe.data.mask_select import MaskSelector
 from wam_pipe.errors import UserError
 
@@ -30,6 +32,7 @@ class Source(Protocol):
     """Where samples come from: units with known sizes, read as cheap encoded items, decoded later."""
 
     unit_sizes: list[int]
+    size: int  # sample side S in pixels
     buffered: bool  # whether a shuffle buffer helps (False when units are single samples already in random order)
 
     def read(self, pieces: Iterable[plan.Piece]) -> Iterator[Any]: ...
@@ -64,6 +67,7 @@ class EpochStream(torch.utils.data.IterableDataset):
         self.drop_last, self.shuffle, self.shuffle_buffer = drop_last, shuffle, shuffle_buffer
         self.resampled, self.max_samples = resampled, max_samples
         self.epoch_value = multiprocessing.Value("q", 0)
+        self.ring: BatchRing | None = None  # set by `make_loader` before the workers start
         preload = getattr(source, "preload", None)
         if preload is not None:
             preload()  # in the main process: forked workers inherit the imported modules
@@ -101,7 +105,12 @@ class EpochStream(torch.utils.data.IterableDataset):
             buffer_rng = random.Random(shuffle_seed)
             stages.append(wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer, rng=buffer_rng))
         stages.append(wds.map(lambda item: self.source.decode(item, self.selector, rng)))
-        stages.append(wds.batched(self.batch_size, collation_fn=self.collate, partial=not self.drop_last))
+        collate = self.collate
+        if self.ring is not None and info is not None:
+            ring = self.ring
+            ring.start_epoch(worker)
+            collate = lambda samples: ring.collate(worker, samples, self.collate)  # noqa: E731
+        stages.append(wds.batched(self.batch_size, collation_fn=collate, partial=not self.drop_last))
         yield from wds.DataPipeline(*stages)
 
 
@@ -111,13 +120,28 @@ def _worker_init(worker_id: int) -> None:
 
 
 def make_loader(stream: EpochStream, workers: int, prefetch_factor: int, persistent_workers: bool,
-                pin_memory: bool) -> torch.utils.data.DataLoader:
-    """A DataLoader over a batch stream (`batch_size=None`: the stream already yields batches)."""
+                pin_memory: bool, batch_ring: bool = True) -> Iterable[dict[str, Any]]:
+    """A loader over a batch stream (a DataLoader with `batch_size=None`: the stream already yields batches).
+
+    With workers and `batch_ring`, workers hand batches over through a `BatchRing` of `prefetch_factor + 2` slots
+    each and the result is a `RingLoader` (same batches; see `batch_ring.py` for why).
+    """
     extra: dict[str, Any] = {}
     if workers > 0:
         extra = {"prefetch_factor": prefetch_factor, "persistent_workers": persistent_workers,
                  "worker_init_fn": _worker_init}
-    return torch.utils.data.DataLoader(stream, batch_size=None, num_workers=workers, pin_memory=pin_memory, **extra)
+    stream.ring = None
+    if workers > 0 and batch_ring:
+        stream.ring = BatchRing(workers, prefetch_factor + 2, stream.batch_size, stream.source.size,
+                                stream.selector.channels, getattr(stream.collate, "channels_last", True))
+    # The DataLoader draws its workers' base seed from this generator instead of the global torch RNG: with the
+    # global RNG, a run's random stream (masks, messages, augmentations) would depend on how many times workers
+    # were started (every epoch, or once with persistent workers), so a resumed run would draw differently from an
+    # uninterrupted one. Our workers never use their base seed (every draw is seeded by seed, epoch, rank, worker).
+    generator = torch.Generator().manual_seed(stream.seed)
+    loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=workers, pin_memory=pin_memory,
+                                         generator=generator, **extra)
+    return loader if stream.ring is None else RingLoader(loader, stream.ring)
 
 
 def original_user_message(err: UserError) -> str:

@@ -46,6 +46,9 @@ class Load:
             copy per image in the workers; `.contiguous()` gives NCHW memory). Default True.
         min_shards_per_worker: exact epochs need at least this many shards per (rank x worker); fewer fails at
             setup saying how many are needed. Default 1.
+        batch_ring: workers hand batches to the main process through reusable shared-memory slots
+            (`prefetch_factor + 2` per worker) instead of fresh shared memory per batch; measured 1.3x less loader
+            CPU per image (benchmarks/RESULTS.md). Off: the plain DataLoader hand-over. Default True.
         shard_slice: use only `shards[start:stop]` of the manifest, as a Python slice `[start, stop]` (null = open
             end): e.g. `[0, -1]` trains on all shards but the last and `[-1, null]` evaluates on the held-out last
             one. Default None (all shards).
@@ -57,7 +60,8 @@ class Load:
                  shuffle_buffer: int = 1000, mask_mode: str = "union", max_masks: int = 4,
                  random_subset: float = 0.5, resampled: bool = False, drop_last: bool = True,
                  max_samples: int | None = None, decoder: str = "torchvision", channels_last: bool = True,
-                 min_shards_per_worker: int = 1, shard_slice: Optional[list[Optional[int]]] = None):
+                 min_shards_per_worker: int = 1, shard_slice: Optional[list[Optional[int]]] = None,
+                 batch_ring: bool = True):
         self.shards, self.images, self.annotations = shards, images, annotations
         self.size, self.batch_size, self.workers = size, batch_size, workers
         self.prefetch_factor, self.persistent_workers, self.pin_memory = prefetch_factor, persistent_workers, pin_memory
@@ -65,7 +69,7 @@ class Load:
         self.mask_mode, self.max_masks, self.random_subset = mask_mode, max_masks, random_subset
         self.resampled, self.drop_last, self.max_samples = resampled, drop_last, max_samples
         self.decoder, self.channels_last, self.min_shards_per_worker = decoder, channels_last, min_shards_per_worker
-        self.shard_slice = shard_slice
+        self.shard_slice, self.batch_ring = shard_slice, batch_ring
         self._stream: Any = None
         self._loader: Any = None
         self._log: Any = print
@@ -117,7 +121,8 @@ class Load:
                 f"{ctx.world_size} ranks; lower load.batch_size or use more data"
             )
         pin = bool(self.pin_memory) and ctx.device.type == "cuda"
-        self._loader = make_loader(self._stream, self.workers, self.prefetch_factor, self.persistent_workers, pin)
+        self._loader = make_loader(self._stream, self.workers, self.prefetch_factor, self.persistent_workers, pin,
+                                   self.batch_ring)
 
     def _shard_source(self, ctx: RunContext) -> Any:
         from wam_pipe.data.webdataset_loader import ShardSource, open_shards
