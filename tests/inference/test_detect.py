@@ -6,7 +6,8 @@ import pytest
 import torch
 from torch import nn
 
-from wam_pipe.inference.detect import DEFAULT_MIN_FRACTION, detect_image, embed_image, region_mean_logits
+from wam_pipe.inference.detect import (DEFAULT_MIN_FRACTION, detect_image, embed_image, largest_region_fraction,
+                                       region_mean_logits)
 from wam_pipe.models import ConvEmbedder, ConvExtractor, Watermarker
 
 
@@ -45,18 +46,39 @@ def test_detect_decodes_the_predicted_region_and_upsamples_the_mask():
     logits[1:, :4, :4] = torch.tensor([2.0, -1.0, 0.5, -3.0])[:, None, None]
     logits[1:, 4:, 4:] = 9.0                                           # outside the region: ignored
     found = detect_image(CraftedExtractor(logits), torch.zeros(3, 40, 60, dtype=torch.uint8))
-    assert found.present and found.fraction == pytest.approx(0.25, abs=0.03)
+    assert found.present and found.fraction == pytest.approx(0.25, abs=0.03) and found.region == 0.25
     assert found.mask.shape == (40, 60) and found.mask[:15, :25].all() and not found.mask[25:, 35:].any()
     assert found.message.tolist() == [1.0, 0.0, 1.0, 0.0]
     assert found.confidence.tolist() == pytest.approx(torch.sigmoid(torch.tensor([2.0, 1.0, 0.5, 3.0])).tolist())
 
 
-def test_presence_threshold():
+def test_scattered_false_positives_do_not_make_a_watermark():
     logits = torch.full((5, 100, 100), -3.0)
-    logits[0, 0, :40] = 3.0  # 0.4% of the pixels
-    found = detect_image(CraftedExtractor(logits), torch.zeros(3, 100, 100, dtype=torch.uint8))
-    assert found.fraction < DEFAULT_MIN_FRACTION and not found.present
-    assert detect_image(CraftedExtractor(logits), torch.zeros(3, 100, 100, dtype=torch.uint8), 0.001).present
+    logits[0, ::4, ::4] = 3.0  # isolated pixels: 6.25% of the image, the largest region is one pixel
+    image = torch.zeros(3, 100, 100, dtype=torch.uint8)
+    found = detect_image(CraftedExtractor(logits), image)
+    assert found.fraction == pytest.approx(0.0625, abs=0.01) and found.region == pytest.approx(1e-4)
+    assert not found.present
+    assert detect_image(CraftedExtractor(logits), image, min_fraction=1e-4).present  # --min-fraction is the bar
+
+
+def test_one_region_above_the_threshold_is_a_watermark():
+    logits = torch.full((5, 100, 100), -3.0)
+    logits[0, 10:40, 10:40] = 3.0  # one block: 9% of the image
+    image = torch.zeros(3, 100, 100, dtype=torch.uint8)
+    found = detect_image(CraftedExtractor(logits), image)
+    assert found.region == pytest.approx(0.09) and found.region >= DEFAULT_MIN_FRACTION and found.present
+    assert not detect_image(CraftedExtractor(logits), image, min_fraction=0.1).present
+
+
+def test_largest_region_counts_diagonal_neighbours():
+    mask = torch.zeros(10, 10, dtype=torch.bool)
+    mask[range(5), range(5)] = True  # a diagonal line of 5 pixels is one 8-connected region
+    mask[8:10, 0:3] = True  # a separate block of 6
+    assert largest_region_fraction(mask) == pytest.approx(0.06)
+    mask[7, 3] = True  # touches the block diagonally: 7
+    assert largest_region_fraction(mask) == pytest.approx(0.07)
+    assert largest_region_fraction(torch.zeros(4, 4, dtype=torch.bool)) == 0.0
 
 
 def test_empty_region_averages_every_pixel():

@@ -11,7 +11,7 @@ import yaml
 from wam_pipe.errors import ConfigError, UserError
 from wam_pipe.inference.loading import load_watermarker, model_node
 from wam_pipe.models import ConvEmbedder, ConvExtractor, Watermarker
-from wam_pipe.runner.checkpoint import save_checkpoint
+from wam_pipe.runner.checkpoint import load_checkpoint, save_checkpoint
 
 
 def step_config(nbits: int = 6, **extra) -> dict:
@@ -82,7 +82,28 @@ def test_weights_of_another_shape_name_the_module(tmp_path):
         load_watermarker(path)
 
 
-def test_not_a_checkpoint(tmp_path):
-    (tmp_path / "junk.pt").write_bytes(b"\x00junk")
-    with pytest.raises(UserError, match="not a readable wam-pipe checkpoint"):
-        load_watermarker(tmp_path / "junk.pt")
+@pytest.mark.parametrize("content, reason", [
+    (b"garbage\n", "(UnpicklingError); this is not a PyTorch checkpoint file"),
+    (b"", "(EOFError); the file is empty"),
+    ("truncated", "the archive is truncated or damaged"),
+    ("half", "the archive is truncated or damaged"),
+])
+def test_unreadable_files_are_one_line_without_torch_advice(tmp_path, content, reason):
+    path = tmp_path / "bad.pt"
+    if isinstance(content, str):  # a real checkpoint cut short, as by an interrupted copy
+        whole = write(tmp_path / "c.pt", step_config()).read_bytes()
+        content = whole[:4000] if content == "truncated" else whole[:len(whole) // 2]
+    path.write_bytes(content)
+    for load in (load_watermarker, load_checkpoint):  # embed/detect/eval, and init_from/resume
+        with pytest.raises(UserError) as err:
+            load(path)
+        message = str(err.value)
+        assert message.startswith(f"{path}: not a readable wam-pipe checkpoint (") and reason in message
+        assert "\n" not in message and "weights_only" not in message and "torch.load" not in message
+
+
+def test_a_pickle_of_foreign_objects_is_named_not_run(tmp_path):
+    torch.save({"model": {}, "args": Path("/somewhere")}, tmp_path / "foreign.pt")
+    with pytest.raises(UserError, match=r"stores Python objects \(pathlib\.\w*Path\) that safe loading refuses") as err:
+        load_checkpoint(tmp_path / "foreign.pt")
+    assert "weights_only" not in str(err.value)

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import random
+import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -31,16 +33,40 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def _why_unreadable(path: Path, err: Exception) -> str:
+    """Our own words for a failed `torch.load`: torch's text suggests `weights_only=False`, i.e. running the file's
+    pickled code, which is the wrong advice for a damaged or foreign file."""
+    if isinstance(err, PermissionError):
+        return "permission denied; check the file's permissions"
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError:
+        head = b""
+    if not head:
+        return "the file is empty (an interrupted save or copy?); use another checkpoint"
+    foreign = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
+    if foreign:
+        return (f"it stores Python objects ({foreign.group(1)}) that safe loading refuses, so wam-pipe did not write "
+                "it; give a .pt file written by wam-pipe training")
+    if head == b"PK\x03\x04":  # torch.save's zip archive
+        return "the archive is truncated or damaged (an interrupted save or copy?); use another checkpoint"
+    return "this is not a PyTorch checkpoint file; give a .pt file written by wam-pipe training"
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Read a checkpoint safely; a missing or unreadable file is a one-line UserError."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such checkpoint; give the path of a .pt file written by wam-pipe")
     try:
-        data = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():
+            # torch warns about pickle protocols of foreign files before failing; the error below says it all.
+            warnings.simplefilter("ignore", UserWarning)
+            data = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:
-        raise UserError(f"{path}: not a readable wam-pipe checkpoint ({type(err).__name__}: "
-                        f"{str(err).splitlines()[0][:200]})") from err
+        raise UserError(f"{path}: not a readable wam-pipe checkpoint ({type(err).__name__}); "
+                        f"{_why_unreadable(path, err)}") from err
     if not isinstance(data, dict) or "model" not in data:
         raise UserError(f"{path}: not a wam-pipe checkpoint (no 'model' entry)")
     return data
