@@ -132,6 +132,25 @@ def test_multiple_segm_uses_the_instances_as_separate_watermarks():
     assert torch.equal(padded[:, :4], segm.float())
 
 
+def test_multiple_segm_overlapping_instances_become_exclusive_in_splice_order():
+    """COCO instances overlap (a person on a couch): each pixel goes to the last channel claiming it, the watermark
+    spliced on top, so no pixel has two decoding targets; what the instances cover together is unchanged."""
+    segm = torch.zeros(2, 4, 32, 32, dtype=torch.uint8)
+    segm[:, 0, 0:20, 0:20] = 1    # under both others
+    segm[:, 1, 10:30, 10:30] = 1
+    segm[:, 2, 15:25, 0:32] = 1   # on top
+    segm[:, 3, 0:32, 0:32] = 1    # beyond K = 3: not a watermark, so it takes nothing away
+    masks = _only("segm", multiple=True, max_watermarks=3)(segm)
+    instances = segm[:, :3].float()
+    assert masks.shape == (2, 3, 32, 32) and _is_binary(masks)
+    assert masks.sum(dim=1).max() == 1                                      # no pixel in two watermarks
+    assert torch.equal(masks.amax(dim=1), instances.amax(dim=1))            # same union
+    assert bool((masks <= instances).all())                                 # each channel inside its instance
+    assert torch.equal(masks[:, 2], instances[:, 2])                        # the top one keeps everything
+    assert masks[0, 0, 12, 12] == 0 and masks[0, 1, 12, 12] == 1            # 0 under 1
+    assert masks[0, 1, 20, 20] == 0 and masks[0, 0, 5, 5] == 1              # 1 under 2; 0 alone
+
+
 def test_multiple_mode_full_and_irregular_fill_channel_zero_only():
     masks = _only("full", multiple=True, max_watermarks=4, invert_proba=0.0)(_segm())
     assert masks.shape == (3, 4, 64, 64) and bool((masks[:, 0] == 1).all()) and masks[:, 1:].sum() == 0

@@ -40,3 +40,30 @@ def test_bad_arguments():
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     with pytest.raises(ValueError):
         CosineWarmup(opt, total=0)
+
+
+def test_resume_keeps_this_runs_total_and_reapplies_the_lr():
+    """A run of 4 epochs that ends at min_lr, resumed with 8 epochs: the step stage fills `total` = 8 and the
+    loaded position (t = 4) lands in the middle of the stretched cosine, on the optimizer too."""
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    short = CosineWarmup(opt, warmup=0, min_lr=0.0)
+    short.total = 4                                                       # as the step stage fills a null total
+    lrs(short, opt, 4)
+    assert opt.param_groups[0]["lr"] == 0.0                               # the 4-epoch schedule is over
+    state = {"optimizer": opt.state_dict(), "scheduler": short.state_dict()}
+
+    opt2 = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    longer = CosineWarmup(opt2, warmup=0, min_lr=0.0)
+    longer.total = 8
+    opt2.load_state_dict(state["optimizer"])                              # optimizer first, as the step stage
+    longer.load_state_dict(state["scheduler"])
+    assert longer.total == 8 and longer.last_epoch == 4
+    assert math.isclose(opt2.param_groups[0]["lr"], 0.5) and longer.get_last_lr() == [opt2.param_groups[0]["lr"]]
+    values = lrs(longer, opt2, 4)
+    assert math.isclose(values[0], 0.5) and values[1] < values[0] and values[-1] > 0.0   # the cosine goes on
+
+    opt3 = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    same = CosineWarmup(opt3, total=4, warmup=0, min_lr=0.0)             # an explicit total stays as written
+    opt3.load_state_dict(state["optimizer"])
+    same.load_state_dict(state["scheduler"])
+    assert same.total == 4 and opt3.param_groups[0]["lr"] == 0.0

@@ -27,6 +27,7 @@ version: 1
 name: no-sync
 run: {{seed: 0, tensorboard: false}}
 stages:
+  load: {{_target_: wam_pipe.stages.Load, shards: unused}}  # a step needs one; these tests feed batches themselves
   augment:
     _target_: wam_pipe.stages.Augment
     masks: {{_target_: wam_pipe.augment.MaskSampler, multiple: {multiple}, max_watermarks: 2}}
@@ -128,21 +129,25 @@ def test_reading_the_metrics_is_the_sync_the_guard_sees(tmp_path):
         meter.read()  # the one read-back per log_every steps
 
 
-@pytest.mark.parametrize("fused", [True, False])
-def test_fp16_update_reads_nothing_back_only_with_a_fused_optimizer(tmp_path, fused):
-    # GradScaler.step reads the inf/NaN flag back (`.item()`) unless the optimizer takes it as a tensor (fused).
-    stages = _stages(tmp_path, **CASES["balanced+clip"])
+@pytest.mark.parametrize(("fused", "case"), [(True, "balanced+clip"), (False, "balanced+clip"),
+                                             (True, "finetune:adversarial+jnd+yuv")])
+def test_fp16_update_reads_nothing_back_only_with_a_fused_optimizer(tmp_path, fused, case):
+    # GradScaler.step reads the inf/NaN flag back (`.item()`) unless the optimizer takes it as a tensor (fused);
+    # with the adversarial loss the discriminator's optimizer steps through the same scaler.
+    stages = _stages(tmp_path, **CASES[case])
     step = stages["step"]
     ctx = RunContext(run_dir=tmp_path, device=torch.device("cpu"), precision="fp16")
     step.setup(ctx, epochs=1, steps_per_epoch=4, fused_optimizer=fused)
     assert step.state.scaler.is_enabled() and bool(step.state.optimizer.defaults.get("fused")) is fused
+    if CASES[case]["adversarial"]:
+        assert bool(step.state.disc_optimizer.defaults.get("fused")) is fused
     state, guards = step.state, []
     update = state.optimizer_step
 
-    def observed_update():
+    def observed_update(*args, **kwargs):
         with HostSyncGuard(cpu_counts=True) as guard:  # on the CPU every tensor stands for device data
             guards.append(guard)
-            return update()
+            return update(*args, **kwargs)
 
     state.optimizer_step = observed_update
     for _ in range(2):

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -58,15 +60,18 @@ def test_run_dir_rules(tiny_pipeline, tmp_path, capsys):
 
 
 def test_resume_continues_exactly(tiny_pipeline, tmp_path):
-    """1 epoch, then resume to 2 epochs == 2 epochs uninterrupted (same losses, same final weights)."""
-    fixed = ["stages.step.scheduler.total=2"]
+    """1 epoch, then resume to 2 epochs == 2 epochs uninterrupted (same losses, same LRs, same final weights).
+
+    The cosine's `total` is left null, so the 1-epoch run ends its schedule at min_lr; extending run.epochs on
+    resume stretches it to 2 epochs, and epoch 2 runs at the LR the uninterrupted run had, not at min_lr."""
     straight, resumed = tmp_path / "straight", tmp_path / "resumed"
-    assert main(["run", str(tiny_pipeline), "--output-dir", str(straight), *fixed]) == 0
-    assert main(["run", str(tiny_pipeline), "--output-dir", str(resumed), "run.epochs=1", *fixed]) == 0
+    assert main(["run", str(tiny_pipeline), "--output-dir", str(straight)]) == 0
+    assert main(["run", str(tiny_pipeline), "--output-dir", str(resumed), "run.epochs=1"]) == 0
     assert len(train_lines(resumed)) == 3
-    assert main(["run", str(tiny_pipeline), "--output-dir", str(resumed), *fixed]) == 0   # resumes at epoch 1
+    assert main(["run", str(tiny_pipeline), "--output-dir", str(resumed)]) == 0   # resumes at epoch 1
     a, b = train_lines(straight), train_lines(resumed)
     assert [line["step"] for line in b] == [1, 2, 3, 4, 5, 6]
+    assert a[3]["lr"] > 1e-6                                                      # mid-cosine, not its floor
     for x, y in zip(a, b):
         assert x["loss"] == y["loss"] and x["lr"] == y["lr"]
     wa = torch.load(straight / "checkpoints" / "last.pt", weights_only=True)["model"]
@@ -81,33 +86,77 @@ def test_repeat_from_saved_config(tiny_pipeline, tmp_path):
     assert [x["loss"] for x in train_lines(first)] == [x["loss"] for x in train_lines(again)]
 
 
+def _records(path: Path) -> list[dict]:
+    """The JSON lines of `path`, skipping a line a stopped writer left unfinished."""
+    out = []
+    for line in path.read_text().splitlines() if path.is_file() else []:
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            pass
+    return out
+
+
+def _kill_after_uncheckpointed_steps(process: subprocess.Popen, run_dir: Path) -> int:
+    """SIGKILL `process` at a moment when log.jsonl holds steps after its last checkpoint; returns that
+    checkpoint's step. The process is frozen (SIGSTOP) while the files are inspected, so what is checked is what
+    the kill leaves behind."""
+    checkpoint = run_dir / "checkpoints" / "last.pt"
+    for _ in range(1200):
+        assert process.poll() is None, "the run ended before it could be interrupted"
+        if checkpoint.exists():
+            process.send_signal(signal.SIGSTOP)
+            saved = torch.load(checkpoint, weights_only=True)["step"]
+            logged = max((r["step"] for r in _records(run_dir / "log.jsonl")), default=0)
+            if logged > saved:
+                process.kill()
+                return saved
+            process.send_signal(signal.SIGCONT)
+        time.sleep(0.05)
+    raise AssertionError("no checkpoint followed by logged steps within 60 s")
+
+
 def test_kill_and_resume_finishes(tiny_pipeline, tmp_path):
-    """SIGKILL mid-run leaves a resumable run dir: the rerun completes with a sound checkpoint."""
+    """SIGKILL mid-run, with steps logged after the last checkpoint: the rerun redoes them from the checkpoint, and
+    log.jsonl ends with every step once (curves and reports read it), and a sound checkpoint."""
     run_dir = tmp_path / "killed"
     command = [sys.executable, "-m", "wam_pipe", "run", str(tiny_pipeline), "--output-dir", str(run_dir),
-               "run.epochs=4"]
+               "run.epochs=1000", "run.checkpoint_every=2"]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    checkpoint = run_dir / "checkpoints" / "last.pt"
     try:
-        for _ in range(600):
-            if checkpoint.exists() or process.poll() is not None:
-                break
-            subprocess.run(["sleep", "0.1"])
-        process.kill()
+        saved = _kill_after_uncheckpointed_steps(process, run_dir)
     finally:
+        process.kill()
         process.wait()
-    assert main(["run", str(tiny_pipeline), "--output-dir", str(run_dir), "run.epochs=4"]) == 0
-    state = torch.load(checkpoint, weights_only=True)
-    assert state["epoch"] == 4 and state["step"] == 12
+    epochs = saved // 3 + 2                                  # 3 steps per epoch: finish 2 epochs after the checkpoint
+    assert main(["run", str(tiny_pipeline), "--output-dir", str(run_dir), f"run.epochs={epochs}",
+                 "run.checkpoint_every=2"]) == 0
+    state = torch.load(run_dir / "checkpoints" / "last.pt", weights_only=True)
+    assert state["epoch"] == epochs and state["step"] == 3 * epochs
+    records = _records(run_dir / "log.jsonl")
+    assert len(records) == len((run_dir / "log.jsonl").read_text().splitlines())    # no broken line left
+    assert [r["step"] for r in records if r["kind"] == "train"] == list(range(1, 3 * epochs + 1))
+    assert [r["step"] for r in records if r["kind"] == "epoch"] == list(range(3, 3 * epochs + 1, 3))
     assert not list(run_dir.rglob("*.tmp"))
 
 
 def test_nonfinite_loss_stops_the_run_naming_step_and_term(tiny_pipeline, tmp_path, capsys):
+    """lr 1e30: step 1 (as the log numbers it) is finite and logged, its update breaks the weights, so step 2 fails
+    in both of its loss terms; the precision advice is for fp16 runs only."""
     code = main(["run", str(tiny_pipeline), "--output-dir", str(tmp_path / "nan"), "stages.step.optimizer.lr=1e30",
                  "~stages.step.scheduler"])
     err = capsys.readouterr().err
     assert code == 1, err
-    assert "became NaN or inf" in err and "step " in err and "Traceback" not in err
+    assert [line["step"] for line in train_lines(tmp_path / "nan")] == [1]
+    assert err.startswith("step 2: the loss terms 'detection' and 'decoding' became NaN or inf; "), err
+    assert "stages.step.grad_clip" in err and "run.precision" not in err and "Traceback" not in err
+    code = main(["run", str(tiny_pipeline), "--output-dir", str(tmp_path / "nan16"), "stages.step.optimizer.lr=1e30",
+                 "~stages.step.scheduler", "run.precision=fp16", "run.max_nonfinite_steps=1"])
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert err.startswith("step 2: the loss terms 'detection' and 'decoding' became NaN or inf and stayed so for 2 "
+                          "steps in a row"), err
+    assert "run.precision=bf16" in err
 
 
 def test_no_watermark_batches_do_not_pollute_averages(tiny_pipeline, tmp_path):

@@ -36,7 +36,9 @@ class MaskSampler:
 
     Multiple mode (fine-tuning): K = `max_watermarks` channels. `box` draws 1..K non-overlapping boxes, one per
     channel; `segm` uses the loader's instance channels as separate watermarks (the first K; fewer are zero-padded),
-    never inverted; `irregular` and `full` give one watermark in channel 0.
+    never inverted, made mutually exclusive in splice order (where instances overlap, the later channel keeps the
+    pixels, as the later splice covers the earlier watermark); `irregular` and `full` give one watermark in
+    channel 0. No pixel ever belongs to two channels, so every watermarked pixel has one decoding target.
 
     Args:
         irregular: probability weight of brush strokes (default 0.25).
@@ -104,8 +106,10 @@ class MaskSampler:
             return instances.amax(dim=1, keepdim=True)  # (B, 1, H, W) union
         k, ks = self.num_watermarks, instances.shape[1]
         if ks >= k:
-            return instances[:, :k].contiguous()
-        return F.pad(instances, (0, 0, 0, 0, 0, k - ks))  # zero channels up to K
+            instances = instances[:, :k]
+        else:
+            instances = F.pad(instances, (0, 0, 0, 0, 0, k - ks))  # zero channels up to K
+        return exclusive_in_splice_order(instances)
 
     def _generate(self, kind: str, height: int, width: int, like: torch.Tensor) -> tuple[torch.Tensor, bool]:
         """One generated mask `(K, H, W)` and whether it holds a single watermark (so it may be inverted)."""
@@ -129,6 +133,15 @@ class MaskSampler:
         weights = ", ".join(f"{k}={v}" for k, v in self.weights.items())
         return (f"MaskSampler({weights}, invert_proba={self.invert_proba}, multiple={self.multiple}, "
                 f"max_watermarks={self.max_watermarks}, per_sample={self.per_sample})")
+
+
+def exclusive_in_splice_order(masks: torch.Tensor) -> torch.Tensor:
+    """Masks `(B, K, H, W)` 0/1 made mutually exclusive the way splicing resolves overlaps: watermark k is spliced
+    over watermarks 0..k-1, so channel k keeps its pixels and earlier channels lose those a later one covers
+    (m_k * (1 - max(m_{k+1}, ..., m_{K-1}))). Each channel is then exactly where its watermark ends up."""
+    covered = masks.flip(1).cummax(dim=1).values.flip(1)    # (B, K, H, W): max(m_k, ..., m_{K-1})
+    later = F.pad(covered[:, 1:], (0, 0, 0, 0, 0, 1))      # (B, K, H, W): max(m_{k+1}, ...), 0 for the last
+    return (masks * (1 - later)).contiguous()
 
 
 def representative_masks(height: int, width: int,

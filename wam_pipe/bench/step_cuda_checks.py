@@ -61,7 +61,7 @@ def check_precision(workspace: Any, label: str, overrides: list[str], warmup: in
     runtime = workspace.build(Arm(label, overrides))
     device, step = runtime.ctx.device, runtime.step
     apply_global_switches(runtime.settings, device)
-    meter = MetricMeter()
+    meter = MetricMeter(0, runtime.ctx.precision)
     batches = runtime.batches
     for index in range(warmup):
         meter.update(step.train_step(batches[index % len(batches)], runtime.augment, runtime.epoch), index)

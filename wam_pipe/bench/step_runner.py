@@ -237,7 +237,7 @@ def _train(runtime: ArmRuntime, batches: Iterator[dict[str, Any]], meter: Metric
 def _memory_steps(runtime: ArmRuntime, steps: int) -> int:
     batches = (runtime.batches[i % len(runtime.batches)] for i in range(steps))
     tolerate = runtime.settings.max_nonfinite_steps if runtime.ctx.precision == "fp16" else 0
-    images, _ = _train(runtime, batches, MetricMeter(tolerate))
+    images, _ = _train(runtime, batches, MetricMeter(tolerate, runtime.ctx.precision))
     return images
 
 
@@ -247,6 +247,6 @@ def _loader_steps(runtime: ArmRuntime, steps: int) -> tuple[int, float]:
     limited = (batch for _, batch in zip(range(steps), iterator))
     tolerate = runtime.settings.max_nonfinite_steps if runtime.ctx.precision == "fp16" else 0
     try:
-        return _train(runtime, limited, MetricMeter(tolerate))
+        return _train(runtime, limited, MetricMeter(tolerate, runtime.ctx.precision))
     finally:
         iterator.close()

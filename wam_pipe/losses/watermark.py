@@ -57,7 +57,8 @@ class WatermarkLosses:
         """The unweighted active terms.
 
         Args:
-            imgs / imgs_w: (B, 3, H, W) cover and (spliced) watermarked images, model space.
+            imgs / imgs_w: (B, 3, H, W) unwatermarked reference and (spliced) watermarked images, model space;
+                with roll the reference is the same splice of the covers (`TrainForward`'s "cover").
             preds: (B, 1 + nbits, h, w) extractor logits; msgs: (B, K, nbits); masks: (B, K, h, w) targets.
             disc_logits_fake: discriminator logits on imgs_w when the adversarial term is on, else None.
         Returns:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 from torch.optim.lr_scheduler import LRScheduler
@@ -20,6 +20,14 @@ class CosineWarmup(LRScheduler):
     the cosine runs over [0, total] and warm-up overrides its first `warmup` values:
     lr(t) = warmup_lr + t (base - warmup_lr) / warmup for t < warmup, else
     min_lr + (base - min_lr) (1 + cos(pi t / total)) / 2, and min_lr for t >= total.
+
+    Resuming: a checkpoint restores the position t (and the base learning rates), never `total`, which always comes
+    from the current configuration. `run.epochs` may grow on resume (`wam-pipe run` on a finished run dir with a
+    larger run.epochs): with `total` null the step stage re-derives it from the new epochs, so the cosine is
+    stretched over the longer run and the LR continues from position t on the new curve (higher than on the old
+    one, which may already have reached `min_lr`); an explicit `total` stays as written, so the LR stays at `min_lr`
+    for the extra epochs. Loading a state also re-applies the LR of position t to the optimizer (load the
+    optimizer's state first, as the step stage does).
 
     Args:
         optimizer: supplied at run time (`_partial_: true`).
@@ -51,3 +59,13 @@ class CosineWarmup(LRScheduler):
 
     def get_lr(self) -> list[float]:
         return [self.lr_at(self.last_epoch, base) for base in self.base_lrs]
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Restore the position in the schedule, keeping this run's `total` (see the class docstring)."""
+        total = self.total
+        super().load_state_dict(state_dict)
+        if total is not None:  # still null only when used outside the step stage: keep the saved one then
+            self.total = total
+        self._last_lr = [self.lr_at(self.last_epoch, base) for base in self.base_lrs]
+        for group, lr in zip(self.optimizer.param_groups, self._last_lr):
+            group["lr"] = lr

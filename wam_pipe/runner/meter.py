@@ -1,7 +1,7 @@
 """`MetricMeter`: sums on-device metrics between log lines, so the training loop syncs only when it logs.
 
-It also watches the loss terms for NaN/inf on the device: the first bad step and term are remembered and reported
-(as a `RunFailure`) at the next read, without a per-step host sync.
+It also watches the loss terms for NaN/inf on the device: the step at which the run went bad and the loss terms that
+were non-finite there are remembered and reported (as a `RunFailure`) at the next read, without a per-step host sync.
 """
 
 from __future__ import annotations
@@ -12,39 +12,69 @@ import torch
 
 from wam_pipe.errors import RunFailure
 
+# Failure markers travel as BIG - step so that a max over ranks picks the earliest failing step (exact in float32
+# for steps below 2**24).
+_BIG = float(2**24)
+
 
 class MetricMeter:
     """Accumulates `name -> (sum, count)` device tensors; `read()` returns the averages (one host sync), over all
     ranks when distributed (every rank must call `read()` at the same steps).
 
+    Loss metrics are those named `loss` (the weighted total) and `loss_<term>`. A run fails at the first step where
+    a loss is non-finite (with `tolerate_nonfinite` > 0: at the first step of a run of more than that many
+    consecutive non-finite steps); the error names that step and the `loss_<term>` metrics non-finite there (the
+    total only when no term is).
+
     Args:
         tolerate_nonfinite: consecutive non-finite steps allowed before failing (fp16 with a GradScaler skips such
             steps itself; with bf16/fp32 any non-finite loss is fatal: pass 0).
+        precision: the run's precision ("fp32", "bf16", "fp16"); picks the advice of the failure message.
     """
 
-    def __init__(self, tolerate_nonfinite: int = 0):
+    def __init__(self, tolerate_nonfinite: int = 0, precision: str = "fp32"):
         self.tolerate = tolerate_nonfinite
+        self.precision = precision
         self.sums: dict[str, torch.Tensor] = {}
         self.counts: dict[str, torch.Tensor] = {}
-        self.first_bad: dict[str, torch.Tensor] = {}
-        self.streak: torch.Tensor | None = None
-        self.max_streak: torch.Tensor | None = None
+        # On-device watch state (scalars); see _watch().
+        self.streak: torch.Tensor | None = None         # consecutive non-finite steps up to the last update
+        self.streak_start: torch.Tensor | None = None   # first step of the current streak
+        self.start_flags: dict[str, torch.Tensor] = {}  # per loss metric: non-finite at streak_start
+        self.fail_step: torch.Tensor | None = None      # step to report (-1: none yet)
+        self.fail_flags: dict[str, torch.Tensor] = {}   # per loss metric: non-finite at fail_step
 
     def update(self, metrics: dict[str, tuple[torch.Tensor, torch.Tensor]], step: int) -> None:
-        bad_any = None
+        """Add one step's metrics; `step` is the number the log lines use for this step."""
+        nonfinite = {}
         for name, (value, count) in metrics.items():
             value = value.detach().float()
             finite = torch.isfinite(value)
             if name.startswith("loss"):
-                first = self.first_bad.get(name, torch.full((), -1, dtype=torch.long, device=value.device))
-                self.first_bad[name] = torch.where((first < 0) & ~finite, step, first)
-                bad_any = ~finite if bad_any is None else bad_any | ~finite
+                nonfinite[name] = ~finite
             # Non-finite values never enter the averages (fp16 skips those steps anyway).
             self.sums[name] = self.sums.get(name, 0) + torch.where(finite, value, torch.zeros_like(value))
             self.counts[name] = self.counts.get(name, 0) + count.float() * finite
-        if bad_any is not None:
-            self.streak = bad_any.long() if self.streak is None else (self.streak + 1) * bad_any
-            self.max_streak = self.streak if self.max_streak is None else torch.maximum(self.max_streak, self.streak)
+        if nonfinite:
+            self._watch(nonfinite, step)
+
+    def _watch(self, nonfinite: dict[str, torch.Tensor], step: int) -> None:
+        """Track streaks of non-finite steps with tensor ops only (no host sync)."""
+        bad = torch.stack(list(nonfinite.values())).any()
+        if self.streak is None:
+            self.streak = torch.zeros((), dtype=torch.long, device=bad.device)
+            self.streak_start = torch.full((), -1, dtype=torch.long, device=bad.device)
+            self.fail_step = torch.full((), -1, dtype=torch.long, device=bad.device)
+        starting = bad & (self.streak == 0)
+        self.streak = (self.streak + 1) * bad
+        self.streak_start = torch.where(starting, step, self.streak_start)
+        # The first time a streak outlasts the tolerance, its first step and the terms bad there are the report.
+        fatal = (self.streak > self.tolerate) & (self.fail_step < 0)
+        self.fail_step = torch.where(fatal, self.streak_start, self.fail_step)
+        for name, flag in nonfinite.items():
+            never = torch.zeros_like(flag)
+            self.start_flags[name] = torch.where(starting, flag, self.start_flags.get(name, never))
+            self.fail_flags[name] = torch.where(fatal, self.start_flags[name], self.fail_flags.get(name, never))
 
     def read(self) -> dict[str, float]:
         """Averages since the last read (metrics with no count are left out), then reset. Raises RunFailure
@@ -52,35 +82,47 @@ class MetricMeter:
         names = list(self.sums)
         if not names:
             return {}
-        bad_names = list(self.first_bad)
+        device = torch.as_tensor(self.sums[names[0]]).device
+        flag_names = list(self.fail_flags)
+        fail = (_BIG - self.fail_step.float()) * (self.fail_step >= 0) if self.fail_step is not None else None
+        markers = [fail if fail is not None else torch.zeros((), device=device)]
+        markers += [fail * self.fail_flags[n] for n in flag_names]
         packed = torch.stack([torch.as_tensor(self.sums[n]).float().reshape(()) for n in names]
                              + [torch.as_tensor(self.counts[n]).float().reshape(()) for n in names]
-                             + [self.first_bad[n].float() for n in bad_names]
-                             + [(self.max_streak if self.max_streak is not None else torch.zeros(())).float()
-                                .to(self.sums[names[0]].device)])
+                             + [m.float().to(device) for m in markers])
         packed = _all_reduce(packed, 2 * len(names))
         values = packed.tolist()                                            # the one host sync
         sums, counts = values[: len(names)], values[len(names) : 2 * len(names)]
-        first_bad = dict(zip(bad_names, values[2 * len(names) : -1]))
-        max_streak = values[-1]
-        self._check_finite(first_bad, max_streak)
-        self.sums, self.counts, self.first_bad = {}, {}, {}
-        self.max_streak = None
+        fail_marker, term_markers = values[2 * len(names)], values[2 * len(names) + 1 :]
+        if fail_marker > 0:
+            bad_terms = [n for n, m in zip(flag_names, term_markers) if m == fail_marker]
+            raise RunFailure(self._failure_message(int(_BIG - fail_marker), bad_terms))
+        self.sums, self.counts = {}, {}
         return {n: s / c for n, s, c in zip(names, sums, counts) if c > 0}
 
-    def _check_finite(self, first_bad: dict[str, float], max_streak: float) -> None:
-        bad = {name: int(step) for name, step in first_bad.items() if step >= 0}
-        if not bad or max_streak <= self.tolerate:
-            return
-        name, step = min(bad.items(), key=lambda item: item[1])
-        term = "total loss" if name == "loss" else f"loss term '{name.removeprefix('loss_')}'"
-        raise RunFailure(f"step {step}: the {term} became NaN or inf; lower the learning rate, enable grad_clip, "
-                         f"or use precision bf16/fp32 (checkpoints before this point are intact)")
+    def _failure_message(self, step: int, bad: list[str]) -> str:
+        terms = [n.removeprefix("loss_") for n in bad if n.startswith("loss_")]
+        if terms:
+            quoted = " and ".join(", ".join(f"'{t}'" for t in terms).rsplit(", ", 1))
+            what = f"loss term{'s' if len(terms) > 1 else ''} {quoted} became"
+        else:
+            what = "total loss became"
+        what += " NaN or inf"
+        if self.tolerate > 0:
+            what += (f" and stayed so for {self.tolerate + 1} steps in a row (more than "
+                     f"run.max_nonfinite_steps={self.tolerate})")
+        if self.precision == "fp16":
+            advice = ("use run.precision=bf16 (or fp32), lower stages.step.optimizer.lr, or set "
+                      "stages.step.grad_clip=1.0")
+        else:
+            advice = "lower stages.step.optimizer.lr or enable gradient clipping with stages.step.grad_clip=1.0"
+        return f"step {step}: the {what}; {advice} (checkpoints before this point are intact)"
 
 
 def _all_reduce(packed: torch.Tensor, summed: int) -> torch.Tensor:
     """Under DDP: sums and counts (the first `summed` entries) add up over ranks, so the log shows the global
-    averages; the NaN markers take the maximum, so every rank stops together instead of waiting for a dead one."""
+    averages; the failure markers take the maximum (the earliest failing step, and the terms bad at it on any
+    rank), so every rank stops together instead of waiting for a dead one."""
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1):

@@ -47,7 +47,6 @@ def train(ctx: RunContext, settings: RunSettings, stages: dict[str, Any], run_di
                channels_last=settings.channels_last, fused_optimizer=settings.fused_optimizer)
     if evaluator is not None:
         evaluator.setup(ctx)
-    log = TrainLog(ctx, run_dir, settings.tensorboard)
     start_epoch, global_step = 0, 0
     if resume_from is not None:
         checkpoint = load_checkpoint(resume_from, map_location=ctx.device)
@@ -55,19 +54,21 @@ def train(ctx: RunContext, settings: RunSettings, stages: dict[str, Any], run_di
         set_rng_state(checkpoint["rng"])
         start_epoch, global_step = checkpoint["epoch"], checkpoint["step"]
         ctx.log(f"resuming {run_dir} at epoch {start_epoch} (step {global_step}) from {resume_from}")
+    # Records of steps after the checkpoint (a run killed mid-epoch) are dropped: those steps are redone.
+    log = TrainLog(ctx, run_dir, settings.tensorboard, start_step=global_step)
     if start_epoch >= settings.epochs:
         ctx.log(f"{run_dir} already finished its {settings.epochs} epochs; to train longer set run.epochs, to start "
                 f"again use --overwrite")
         log.close()
         return
-    tolerate = settings.max_nonfinite_steps if ctx.precision == "fp16" else 0
+    watch = (settings.max_nonfinite_steps if ctx.precision == "fp16" else 0, ctx.precision)  # NaN/inf policy
     ctx.log(f"training {settings.epochs} epochs x {int(steps_per_epoch)} steps on {ctx.world_size} x {ctx.device} "
             f"({ctx.precision})")
 
     for epoch in range(start_epoch, settings.epochs):
         seed_everything(settings.seed, ctx.rank, epoch)
         step.train()
-        meter, epoch_meter, clock = MetricMeter(tolerate), MetricMeter(tolerate), LoopClock()
+        meter, epoch_meter, clock = MetricMeter(*watch), MetricMeter(*watch), LoopClock()
         batches = iter(load.epoch(epoch))
         for _ in range(int(steps_per_epoch)):
             waited = time.perf_counter()
@@ -77,9 +78,9 @@ def train(ctx: RunContext, settings: RunSettings, stages: dict[str, Any], run_di
             clock.waiting += time.perf_counter() - waited
             clock.images += int(batch["images"].shape[0])
             metrics = step.train_step(batch, augment, epoch)
+            global_step += 1  # steps count from 1, in log lines and failure messages alike
             meter.update(metrics, global_step)
             epoch_meter.update(metrics, global_step)
-            global_step += 1
             if global_step % settings.log_every == 0:
                 averages = meter.read()  # waits for the device, so the window's time covers its queued work
                 speed = clock.summary(ctx.world_size)

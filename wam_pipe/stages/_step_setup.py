@@ -157,22 +157,27 @@ class StepState:
         return logits[: real.shape[0]], logits[real.shape[0] :]
 
     # --- updates --------------------------------------------------------------------------------------------
-    def optimizer_step(self) -> torch.Tensor | None:
-        """Unscale, clip, step, zero the gradients, step a per-iteration scheduler. Returns the grad norm."""
+    def optimizer_step(self, discriminator: bool = False) -> torch.Tensor | None:
+        """Unscale, clip, step, zero the gradients, step a per-iteration scheduler. Returns the grad norm.
+
+        With `discriminator`, the discriminator's optimizer steps too, through the same GradScaler: its loss was
+        scaled like the model's, so `scaler.step` unscales its gradients and skips its update when they hold
+        inf/NaN, and the one `scaler.update()` of the iteration sees both optimizers' inf checks.
+        """
         grad_norm = None
         if self.cfg.grad_clip > 0:
             self.scaler.unscale_(self.optimizer)
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
         self.scaler.step(self.optimizer)
+        if discriminator:
+            self.scaler.step(self.disc_optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=self.grads_to_none)
+        if discriminator:
+            self.disc_optimizer.zero_grad(set_to_none=self.grads_to_none)
         if self.scheduler is not None and self.cfg.scheduler_every == "step":
             self.scheduler.step()
         return grad_norm
-
-    def disc_optimizer_step(self) -> None:
-        self.disc_optimizer.step()
-        self.disc_optimizer.zero_grad(set_to_none=self.grads_to_none)
 
     # --- metrics --------------------------------------------------------------------------------------------
     @torch.no_grad()

@@ -31,16 +31,20 @@ class TrainForward(nn.Module):
             imgs: (B, 3, H, W) covers, model space. masks: (B, K, H, W) 0/1. msgs: (B, K, nbits) 0/1.
             augment: the augment stage (None = no augmentation). roll: paste image i+1's watermark into image i.
         Returns:
-            imgs_w (B, 3, H, W) spliced watermarked images; imgs_aug; masks (B, K, h, w) augmented targets at the
+            imgs_w (B, 3, H, W) spliced watermarked images; cover (B, 3, H, W) their unwatermarked counterparts
+            (`imgs` without roll; with roll, `imgs * (1 - m) + roll(imgs) * m` for the rolled masks m: the reference
+            of the perceptual loss, the discriminator and PSNR); imgs_aug; masks (B, K, h, w) augmented targets at the
             extractor's size; msgs (B, K, nbits) matching the masks; preds (B, 1 + nbits, h, w) logits; marked (B,)
             whether each spliced image carries any watermark.
         """
-        spliced = imgs
+        spliced, cover = imgs, imgs
+        rolled_imgs = imgs.roll(-1, dims=0) if roll else None               # (B, 3, H, W) image i+1 at i
         for k in range(masks.shape[1]):
             watermarked = self.watermarker.embed(imgs, msgs[:, k])         # (B, 3, H, W)
             mask = masks[:, k : k + 1]                                      # (B, 1, H, W)
             if roll:
                 watermarked, mask = watermarked.roll(-1, dims=0), mask.roll(-1, dims=0)
+                cover = cover * (1 - mask) + rolled_imgs * mask             # the same splice, unwatermarked
             spliced = spliced * (1 - mask) + watermarked * mask
         if roll:
             masks, msgs = masks.roll(-1, dims=0), msgs.roll(-1, dims=0)
@@ -49,8 +53,11 @@ class TrainForward(nn.Module):
             imgs_aug, masks_aug, _ = augment(spliced, masks)
         else:
             imgs_aug, masks_aug = spliced, masks
+        # One input dtype whatever augmentation was drawn (under autocast some return bf16, others fp32): a compiled
+        # extractor would otherwise recompile for each dtype, inside the timed steps.
+        imgs_aug = imgs_aug.to(spliced.dtype)
         preds = self.watermarker.detect(imgs_aug)                           # (B, 1 + nbits, h, w)
         if masks_aug.shape[-2:] != preds.shape[-2:]:
             masks_aug = F.interpolate(masks_aug.float(), size=preds.shape[-2:], mode="nearest")
-        return {"imgs_w": spliced, "imgs_aug": imgs_aug, "masks": masks_aug, "msgs": msgs, "preds": preds,
-                "marked": marked}
+        return {"imgs_w": spliced, "cover": cover, "imgs_aug": imgs_aug, "masks": masks_aug, "msgs": msgs,
+                "preds": preds, "marked": marked}

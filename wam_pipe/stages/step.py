@@ -134,26 +134,27 @@ class Step:
 
         with s.sync_context(update), autocast_for(device, s.precision):
             out = s.forward(imgs, masks, msgs, augment, roll)
+            # With roll, imgs_w holds image i+1's content inside the masks: the unwatermarked reference of the
+            # perceptual loss, the discriminator and PSNR is the same splice of the covers (out["cover"]).
+            cover = out["cover"]                                                   # (B, 3, H, W)
             preds = out["preds"] / cfg.temperature                                 # (B, 1+nbits, h, w)
             fake_logits = s.discriminator_forward(out["imgs_w"]) if adversarial else None
-            terms = self.losses.terms(imgs, out["imgs_w"], preds, out["msgs"], out["masks"], fake_logits)
+            terms = self.losses.terms(cover, out["imgs_w"], preds, out["msgs"], out["masks"], fake_logits)
         total, scales = self.losses.combine(terms, s.last_layer, s.grad_scale())
         s.scaler.scale(total / cfg.grad_accum).backward()
-        if update:
-            grad_norm = s.optimizer_step()
-        if adversarial:
-            disc_loss = self._discriminator_step(imgs, out["imgs_w"], update)
+        # The discriminator's backward comes before the update, so that one GradScaler update covers both steps.
+        disc_loss = self._discriminator_backward(cover, out["imgs_w"], update) if adversarial else None
+        grad_norm = s.optimizer_step(discriminator=adversarial) if update else None
         self.micro_step += 1
-        return s.step_metrics(terms, scales, total, out, preds, imgs, update, grad_norm if update else None,
-                              disc_loss if adversarial else None)
+        return s.step_metrics(terms, scales, total, out, preds, cover, update, grad_norm, disc_loss)
 
-    def _discriminator_step(self, imgs: torch.Tensor, imgs_w: torch.Tensor, update: bool) -> torch.Tensor:
+    def _discriminator_backward(self, real: torch.Tensor, fake: torch.Tensor, update: bool) -> torch.Tensor:
+        """Hinge loss of the discriminator on real (unwatermarked) and fake (watermarked) images, backward with
+        the fp16 loss scale; its optimizer steps in `optimizer_step`."""
         s = self.state
         with s.disc_sync_context(update), autocast_for(self.ctx.device, s.precision):
-            loss = hinge_discriminator_loss(*s.discriminator_real_fake(imgs.detach(), imgs_w.detach()))
+            loss = hinge_discriminator_loss(*s.discriminator_real_fake(real.detach(), fake.detach()))
         s.scaler.scale(loss / self.config.grad_accum).backward()
-        if update:
-            s.disc_optimizer_step()
         return loss.detach()
 
     def state_dict(self) -> dict[str, Any]:
