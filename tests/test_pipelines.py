@@ -86,3 +86,11 @@ def test_json_schema_flags_typos(repo_root):
     bad = {"version": 1, "name": "x", "stages": {"load": {"_target_": "wam_pipe.stages.Load", "batch_sise": 4}}}
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, schema)
+    # typos inside nested components (the whole list of the audit: tests/config/test_schema.py)
+    for stage, component, key, value in [("step", "embedder", "chanels", 3), ("step", "optimizer", "lrr", 1),
+                                         ("step", "extractor", "_target_", "wam_pipe.models.ConvExtractr"),
+                                         ("step", "losses", "detection", "fast"), ("eval", "data", "batch_sise", 3)]:
+        nested = yaml.safe_load((repo_root / "pipelines" / "quickstart.yaml").read_text())
+        nested["stages"][stage][component][key] = value
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(nested, schema)

@@ -71,7 +71,7 @@ def test_each_toggle_flips_the_effective_value(bench_pipeline):
             "fused_optimizer_on", "deterministic_on"} == set(cpu)
     cuda = {arm.name: arm for arm in step_arms(resolved, "cuda", "bf16", world_size=2)}
     assert {"precision_fp32", "precision_fp16", "fused_optimizer_off", "cudnn_benchmark_off", "tf32_off",
-            "ddp_bucket_view_off"} <= set(cuda)
+            "ddp_bucket_view_off", "ddp_find_unused_on"} <= set(cuda)
     assert not any(name.startswith("ddp_static_graph") for name in cuda)  # refused with the balanced loss
     unbalanced = compose(bench_pipeline, ["stages.step.losses.balanced=false"]).resolved
     assert "ddp_static_graph_off" in {arm.name for arm in step_arms(unbalanced, "cuda", "bf16", world_size=2)}

@@ -6,6 +6,8 @@ import subprocess
 import sys
 import textwrap
 
+import yaml
+
 from wam_pipe.cli import main
 
 GOOD = """\
@@ -91,3 +93,107 @@ def test_help_for_every_command(capsys):
         except SystemExit as exit_:
             assert exit_.code == 0
     assert textwrap.dedent("run") in commands
+
+
+EVIL_MODULE = """\
+import pathlib
+pathlib.Path(__file__).with_name("IMPORTED").touch()
+def f(*args, **kwargs):
+    pathlib.Path(__file__).with_name("CALLED").touch()
+    return 1
+"""
+
+
+def _evil_env(tmp_path):
+    import os
+
+    (tmp_path / "evil_cli_mod.py").write_text(EVIL_MODULE)
+    return {**os.environ, "PYTHONPATH": str(tmp_path)}
+
+
+def test_validate_never_imports_a_target_hidden_in_args(tmp_path):
+    """The audit's evil_args.yaml: hydra builds `_target_` nodes in `_args_`, so validation checks them too."""
+    path = tmp_path / "evil.yaml"
+    path.write_text(GOOD + "    _args_:\n      - {_target_: evil_cli_mod.f}\n")
+    result = subprocess.run([sys.executable, "-m", "wam_pipe", "validate", str(path)], capture_output=True,
+                            text=True, env=_evil_env(tmp_path))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{path}: stages.step._args_.0._target_: 'evil_cli_mod.f' is not allowed" in result.stderr
+    assert not (tmp_path / "IMPORTED").exists() and not (tmp_path / "CALLED").exists()
+
+
+def test_show_defaults_fills_stages_and_run_but_never_imports_vars(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text(GOOD.replace("vars: {width: 8}", "vars:\n  width: 8\n  note: {_target_: evil_cli_mod.f}\n"
+                                 "  typo: {_target_: wam_pipe.models.ConvEmbeder}"))
+    result = subprocess.run([sys.executable, "-m", "wam_pipe", "show", str(path), "--defaults"],
+                            capture_output=True, text=True, env=_evil_env(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "IMPORTED").exists()
+    shown = yaml.safe_load(result.stdout)
+    assert shown["vars"]["typo"] == {"_target_": "wam_pipe.models.ConvEmbeder"}        # as written
+    assert shown["stages"]["step"]["bias"] is True                                     # a constructor default
+    assert shown["run"]["log_every"] == 10 and shown["run"]["precision"] == "auto"     # every run setting
+    assert list(shown) == ["version", "name", "vars", "run", "stages"]
+
+
+def test_show_defaults_of_an_interpolated_target(tmp_path, capsys):
+    path = tmp_path / "p.yaml"
+    path.write_text(GOOD.replace("vars: {width: 8}", "vars: {width: 8, layer: torch.nn.Linear}")
+                    .replace("_target_: torch.nn.Linear", "_target_: ${vars.layer}"))
+    assert main(["show", str(path), "--defaults"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown["stages"]["step"]["_target_"] == "${vars.layer}" and shown["stages"]["step"]["bias"] is True
+
+
+def test_invalid_interpolation_is_one_line_per_key(tmp_path):
+    path = tmp_path / "p.yaml"
+    path.write_text(GOOD.replace("${vars.width}", "${vars"))
+    result = subprocess.run([sys.executable, "-m", "wam_pipe", "validate", str(path)], capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert result.stderr.startswith(f"{path}: stages.step.in_features: invalid interpolation: ")
+
+
+def test_run_without_arguments_asks_only_for_the_pipeline(capsys):
+    for command in ("run", "validate", "show"):
+        try:
+            main([command])
+        except SystemExit as exit_:
+            assert exit_.code == 2
+        err = capsys.readouterr().err
+        assert err.strip().endswith("the following arguments are required: PIPELINE.yaml")
+
+
+def test_validate_reports_a_string_where_eval_needs_a_loader(repo_root, capsys):
+    path = repo_root / "pipelines" / "quickstart.yaml"
+    assert main(["validate", str(path), "stages.eval.data=wam_pipe.stages.Load"]) == 2
+    assert capsys.readouterr().err.startswith(f"{path}: stages.eval.data: expected a loader node such as")
+
+
+def test_validate_reports_values_that_would_fail_at_run_time(repo_root, capsys):
+    """The audit's list: each used to validate, then fail after shard-build (or with a traceback)."""
+    path = repo_root / "pipelines" / "quickstart.yaml"
+    overrides = ["stages.load.batch_size=0", "stages.load.workers=-1", "stages.eval.data.batch_size=0",
+                 "run.log_every=0", "run.device=tpu", "run.epochs=-1", "run.eval_every=-2",
+                 "stages.shard-build.samples_per_shard=0", "stages.shard-build.synthesize=-1"]
+    assert main(["validate", str(path), *overrides]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    keys = sorted(line.split(": ")[1] for line in lines)
+    assert keys == sorted(o.split("=")[0] for o in overrides), lines
+    assert main(["validate", str(path), "~stages.load"]) == 2
+    assert capsys.readouterr().err.startswith(f"{path}: stages.load: missing; stages.step trains on the batches")
+
+
+def test_output_cut_short_by_the_reader_is_not_an_error():
+    """`wam-pipe ls | head -1`: the closed pipe stops the command quietly (no traceback)."""
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "wam_pipe", "ls"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        process.stdout.readline()
+        process.stdout.close()  # the reader goes away
+        stderr = process.stderr.read().decode()
+        code = process.wait(timeout=60)
+    assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
+    assert code in (0, 141)

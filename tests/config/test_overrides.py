@@ -115,3 +115,34 @@ def test_run_settings_need_no_plus(path):
     assert p.resolved["run"] == {"log_every": 5, "tensorboard": False}
     with pytest.raises(ConfigError, match="did you mean 'run.epochs'"):
         compose(path, ["run.epoch=3"])
+
+
+@pytest.mark.parametrize("value", ["1,2", "range(1,3)", "choice(1,2)", "interval(0,1)"])
+def test_sweeps_are_refused(path, value):
+    with pytest.raises(ConfigError) as info:
+        compose(path, [f"stages.step.out_features={value}"])
+    (error,) = info.value.errors
+    assert error == (f"{path}: stages.step.out_features: sweeps are not supported, one run is one configuration; "
+                     f"give one value (a list is written [1,2]) (override 'stages.step.out_features={value}')")
+
+
+def test_empty_key_and_package_syntax_are_refused(path):
+    with pytest.raises(ConfigError) as info:
+        compose(path, ["=3", "+group@pkg=x"])
+    assert info.value.errors == [
+        f"{path}: override '=3': empty key; an override is key=value, e.g. run.epochs=3",
+        f"{path}: group: package syntax (@pkg) is not supported: wam-pipe has no config groups; name the full "
+        f"dotted key, e.g. +vars.group=... (override '+group@pkg=x')",
+    ]
+
+
+@pytest.mark.parametrize("override", ["vars.sizes.5=4", "+vars.sizes.3=4", "vars.sizes.x=4"])
+def test_list_index_past_the_end_says_to_set_the_whole_list(path, override):
+    with pytest.raises(ConfigError) as info:
+        compose(path, [override])
+    (error,) = info.value.errors
+    key = override.lstrip("+").split("=")[0]
+    assert error.startswith(f"{path}: {key}: 'vars.sizes' is a list of 3 items (indices 0..2); ")
+    assert error.endswith("to add or remove items set the whole list: vars.sizes=[1,2,3] (its current value) "
+                          f"(override '{override}')")
+    assert "list index out of range" not in error

@@ -102,10 +102,16 @@ def test_unimportable_target_suggests(tmp_path):
 
 
 def test_unknown_module_suggests_component(tmp_path):
+    # a misspelled package is outside the allowlist (string check, nothing imported), with the component suggested
     path = write(tmp_path, BASE.replace("val_mod.Model", "wam_pipe.optimm.CosineWarmup"))
     errors = errors_of(path)
-    assert any("cannot import 'wam_pipe.optimm.CosineWarmup'" in e and "did you mean 'wam_pipe.optim" in e
-               for e in errors)
+    assert any(e.startswith(f"{path}: stages.step._target_: 'wam_pipe.optimm.CosineWarmup' is not allowed")
+               and "did you mean 'wam_pipe.optim.CosineWarmup'?" in e and "allow_targets" in e for e in errors)
+    # a misspelled name inside an allowed package is imported and gets the import suggestion
+    path = write(tmp_path, BASE.replace("val_mod.Model", "wam_pipe.optim.CosineWarmpu"))
+    errors = errors_of(path)
+    assert any("cannot import 'wam_pipe.optim.CosineWarmpu'" in e and "did you mean 'wam_pipe.optim.CosineWarmup'"
+               in e for e in errors)
 
 
 def test_all_errors_reported_at_once(tmp_path):
@@ -144,22 +150,58 @@ def test_missing_file_and_bad_yaml(tmp_path):
         compose(bad)
 
 
-def test_disallowed_target_is_never_imported_or_called(tmp_path, monkeypatch):
+EVIL_PLACES = {
+    # a stage
+    "stage": "  eval:\n    _target_: evil_mod.boom\n",
+    # a positional argument: hydra's instantiate builds `_target_` nodes inside `_args_` too
+    "_args_": "  eval:\n    _target_: torch.nn.Identity\n    _args_:\n      - {_target_: evil_mod.boom}\n",
+    # nested in `_args_` of a nested node
+    "nested _args_": ("  eval:\n    _target_: torch.nn.Identity\n    x:\n      _target_: torch.nn.Identity\n"
+                      "      _args_: [[{_target_: evil_mod.boom}]]\n"),
+    # below stages whose check_config reads their children's signatures (before the children are checked)
+    "augment child": ("  augment:\n    _target_: wam_pipe.stages.Augment\n    augs:\n"
+                      "      x: {_target_: evil_mod.boom}\n"),
+    "step child": "  eval:\n    _target_: wam_pipe.stages.Step\n    embedder: {_target_: evil_mod.boom}\n",
+}
+
+
+@pytest.mark.parametrize("place", list(EVIL_PLACES))
+def test_disallowed_target_is_never_imported_or_called(tmp_path, monkeypatch, place):
     marker = tmp_path / "imported.txt"
     (tmp_path / "evil_mod.py").write_text(
         f"open({str(marker)!r}, 'w').write('imported')\n"
-        f"def boom(**kw):\n    open({str(marker)!r}, 'w').write('called')\n")
+        f"def boom(*args, **kw):\n    open({str(marker)!r}, 'w').write('called')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
-    body = BASE + "  eval:\n    _target_: evil_mod.boom\n"
-    path = write(tmp_path, body)
+    monkeypatch.delitem(sys.modules, "evil_mod", raising=False)
+    built = tmp_path / "built.txt"
+    (tmp_path / "val_mod.py").write_text(MODEL.replace("self.sub = sub", f"open({str(built)!r}, 'w').write('x')"))
+    path = write(tmp_path, BASE + EVIL_PLACES[place])
     errors = errors_of(path)
-    assert any(e.startswith(f"{path}: stages.eval._target_: 'evil_mod.boom' is not allowed") and "allow_targets" in e
-               for e in errors)
+    assert any("._target_: 'evil_mod.boom' is not allowed" in e and "allow_targets" in e for e in errors), errors
+    assert errors[-1] == (f"{path}: stages: nothing was imported or built because of the refused target above; fix "
+                          f"or trust it to see the other checks")
     assert not marker.exists()
     assert "evil_mod" not in sys.modules
+    # nothing else was built either (val_mod.Model writes built.txt when constructed)
+    assert not built.exists()
     # also not through an override that names it
     errors = errors_of(write(tmp_path, BASE), ["stages.step._target_=evil_mod.boom", "stages.step.x=1"])
     assert not marker.exists() and "evil_mod" not in sys.modules
+
+
+def test_args_items_are_checked_like_keyword_arguments(tmp_path):
+    body = BASE.replace("    in_features: ${vars.nbits}\n    out_features: 4\n",
+                        "    _args_: [many, 4, true, null, 5]\n    out_features: 4\n")
+    body += "  eval:\n    _target_: val_mod.Model\n    _args_: [1, 2]\n    sub: {_target_: torch.nn.Lineer}\n"
+    path = write(tmp_path, body)
+    errors = errors_of(path)
+    assert f"{path}: stages.step._args_.0: (in_features) expected int, got 'many'" in errors
+    assert f"{path}: stages.step.out_features: given twice, as _args_.1 and by name; keep one" in errors
+    assert any(e.startswith(f"{path}: stages.step._args_: val_mod.Model takes at most 4 positional arguments") and
+               "got 5" in e for e in errors)
+    assert any(e.startswith(f"{path}: stages.eval.sub._target_: cannot import 'torch.nn.Lineer'") for e in errors)
+    # _args_ filling the required parameters: no "missing required argument"
+    assert not any("missing required argument" in e for e in errors)
 
 
 def test_allow_targets_extends_allowlist(tmp_path, monkeypatch):
@@ -175,3 +217,56 @@ def test_blocked_torch_callable(tmp_path):
     body = BASE + "  eval:\n    _target_: torch.hub.load\n"
     errors = errors_of(write(tmp_path, body))
     assert any("'torch.hub.load' is not allowed" in e for e in errors)
+
+
+def test_run_settings_out_of_range(tmp_path):
+    body = BASE + ("run: {log_every: 0, checkpoint_every: 0, epochs: -1, eval_every: -2, keep_checkpoints: -1, "
+                   "device: tpu, steps_per_epoch: 0, max_nonfinite_steps: -1, seed: 3}\n")
+    path = write(tmp_path, body)
+    errors = errors_of(path)
+    expected = [
+        "run.epochs: must be >= 1, got -1", "run.steps_per_epoch: must be >= 1, got 0",
+        "run.eval_every: must be >= 0 (0 = only after the last epoch), got -2", "run.log_every: must be >= 1, got 0",
+        "run.checkpoint_every: must be >= 1, got 0", "run.keep_checkpoints: must be >= 0 (0 = never), got -1",
+        "run.max_nonfinite_steps: must be >= 0, got -1",
+        "run.device: unknown device 'tpu'; use auto, cpu, cuda or cuda:N",
+    ]
+    assert errors == [f"{path}: {line}" for line in expected]
+    for device in ("auto", "cpu", "cuda", "cuda:1"):
+        assert compose(write(tmp_path, BASE + f"run: {{device: '{device}'}}\n")).resolved["run"]["device"] == device
+
+
+def test_invalid_interpolation_in_the_file_is_reported_per_key(tmp_path):
+    body = BASE.replace("in_features: ${vars.nbits}", "in_features: ${vars").replace("lr: 1.0e-3", "lr: 'x ${}'")
+    path = write(tmp_path, body)
+    errors = errors_of(path)
+    assert errors == [
+        f"{path}: stages.step.in_features: invalid interpolation: no viable alternative at input '${{vars'; write "
+        f"${{key.path}}, e.g. ${{vars.nbits}}",
+        f"{path}: stages.step.sub.lr: invalid interpolation: no viable alternative at input '${{}}'; write "
+        f"${{key.path}}, e.g. ${{vars.nbits}}",
+    ]
+
+
+def test_invalid_interpolation_in_an_override(tmp_path):
+    path = write(tmp_path, BASE)
+    (error,) = errors_of(path, ["stages.step.out_features='${vars'"])
+    assert error.startswith(f"{path}: stages.step.out_features: invalid interpolation: ")
+    assert error.endswith("(override 'stages.step.out_features='${vars'')")
+
+
+
+def test_unresolvable_allow_targets_with_an_override_is_an_error_line(tmp_path):
+    path = write(tmp_path, BASE.replace("allow_targets: ['val_mod.*']", "allow_targets: ['${vars.nope}']"))
+    errors = errors_of(path, ["stages.step.bias=false"])
+    assert any(e.startswith(f"{path}: allow_targets.0: Interpolation key 'vars.nope' not found") for e in errors)
+
+
+def test_a_target_reaching_outside_the_allowed_modules_builds_nothing(tmp_path):
+    path = write(tmp_path, BASE + "  eval:\n    _target_: wam_pipe.stages.load.Path\n    _args_: [x]\n")
+    errors = errors_of(path)
+    assert errors[0].startswith(f"{path}: stages.eval._target_: 'wam_pipe.stages.load.Path' is not allowed: "
+                                f"'wam_pipe.stages.load.Path' comes from module 'pathlib'")
+    assert errors[-1] == f"{path}: stages: nothing was built because of the refused target above; fix or trust it " \
+                         f"to see the other checks"
+    assert len(errors) == 2

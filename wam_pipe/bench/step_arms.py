@@ -96,6 +96,8 @@ def step_arms(resolved: dict[str, Any], device_type: str, precision: str, world_
             arms.append(_flip("ddp_static_graph", "run.ddp_static_graph", bool(static), "DDP static_graph"))
         arms.append(_flip("ddp_bucket_view", "run.ddp_bucket_view", run.ddp_bucket_view,
                           "DDP gradient_as_bucket_view"))
+        arms.append(_flip("ddp_find_unused", "run.ddp_find_unused", run.ddp_find_unused,
+                          "DDP find_unused_parameters"))
     return arms
 
 

@@ -120,7 +120,7 @@ class Workspace:
         stages = build_stages(resolved, pipeline.file)
         step_key = _key(resolved["stages"]["step"], resolved["stages"].get("augment"), precision, str(device),
                         settings.channels_last, settings.fused_optimizer, settings.ddp_static_graph,
-                        settings.ddp_bucket_view, settings.seed)
+                        settings.ddp_bucket_view, settings.ddp_find_unused, settings.seed)
         if step_key not in self._steps:
             ctx = RunContext(run_dir=self.run_dir, device=device, seed=settings.seed, rank=self.rank,
                              world_size=self.world_size, local_rank=self.local_rank, precision=precision,
@@ -129,7 +129,7 @@ class Workspace:
             step = stages["step"]
             step.setup(ctx, epochs=1, steps_per_epoch=self.steps, static_graph=settings.ddp_static_graph,
                        bucket_view=settings.ddp_bucket_view, channels_last=settings.channels_last,
-                       fused_optimizer=settings.fused_optimizer)
+                       fused_optimizer=settings.fused_optimizer, find_unused=settings.ddp_find_unused)
             step.train()
             self._steps[step_key] = (step, stages.get("augment"), ctx)
         step, augment, ctx = self._steps[step_key]

@@ -10,7 +10,8 @@ OVERRIDES_HELP = ("overrides in Hydra's grammar: key=value, +key=value (add), ++
 
 def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("pipeline", metavar="PIPELINE.yaml", help="pipeline file")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help=OVERRIDES_HELP)
+    # default=[]: argparse otherwise counts an empty `nargs="*"` positional as required in its usage error
+    parser.add_argument("overrides", nargs="*", default=[], metavar="key=value", help=OVERRIDES_HELP)
 
 
 def check_overrides(parser: argparse.ArgumentParser, overrides: list[str]) -> None:

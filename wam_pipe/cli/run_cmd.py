@@ -7,8 +7,9 @@ Examples:
   torchrun --nproc_per_node=8 -m wam_pipe run pipelines/train.yaml
   wam-pipe run runs/wam-pretrain/config.yaml                  # resume (or repeat) a run from its run dir
 
-A run dir that holds a run of the same pipeline is resumed from its last checkpoint; any other non-empty dir is
-refused unless --overwrite.
+A run dir that holds a run of the same pipeline is resumed from its last checkpoint; one of a different
+configuration is refused unless --overwrite (one holding only the config files of a run that failed before any work
+is reused). A non-empty dir that is not a run dir is never written to: choose another --output-dir.
 """
 
 from __future__ import annotations

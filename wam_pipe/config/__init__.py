@@ -16,7 +16,7 @@ from wam_pipe.config import resolvers  # noqa: F401  (registers ${mul:...} & co.
 from wam_pipe.config.build import build_node, build_stages
 from wam_pipe.config.overrides import apply_overrides
 from wam_pipe.config.pipeline_file import STAGE_KINDS, TOP_LEVEL_KEYS, load_yaml
-from wam_pipe.config.validate import validate
+from wam_pipe.config.validate import UNRESOLVED, check, errors_for
 from wam_pipe.errors import ConfigError
 
 __all__ = ["Pipeline", "compose", "build_stages", "build_node", "STAGE_KINDS", "TOP_LEVEL_KEYS"]
@@ -48,13 +48,42 @@ class Pipeline:
 
 
 def compose(path: str | Path, overrides: list[str] | None = None) -> Pipeline:
-    """Load, override and validate a pipeline file; raise ConfigError with every problem found."""
+    """Load, override and validate a pipeline file; raise ConfigError with every problem found.
+
+    When there are errors, the stages without any are built too (unless a target was refused by the allowlist), so
+    their constructor errors come in the same report; a valid pipeline is not built here (see `build_stages`).
+    """
     file = str(path)
     overrides = list(overrides or [])
     cfg = load_yaml(path)
     errors = apply_overrides(cfg, overrides, file)
-    resolved, validation_errors = validate(cfg, file)
-    errors.extend(validation_errors)
+    report = check(cfg, file)
+    errors.extend(report.errors)
     if errors:
+        if not report.refused:
+            errors.extend(_build_errors(report.resolved, file, errors))
         raise ConfigError(errors)
-    return Pipeline(file=file, cfg=cfg, resolved=resolved, overrides=overrides)
+    return Pipeline(file=file, cfg=cfg, resolved=report.resolved, overrides=overrides)
+
+
+def _contains_unresolved(node: Any) -> bool:
+    if isinstance(node, dict):
+        return any(_contains_unresolved(v) for v in node.values())
+    if isinstance(node, list):
+        return any(_contains_unresolved(v) for v in node)
+    return node is UNRESOLVED
+
+
+def _build_errors(resolved: dict[str, Any], file: str, errors: list[str]) -> list[str]:
+    """Constructor errors of the stages that validation found nothing wrong with."""
+    stages = resolved.get("stages")
+    if not isinstance(stages, dict):
+        return []
+    clean = [kind for kind, node in stages.items()
+             if kind in STAGE_KINDS and isinstance(node, dict) and "_target_" in node
+             and not errors_for(f"stages.{kind}", errors) and not _contains_unresolved(node)]
+    try:
+        build_stages(resolved, file, kinds=clean)
+    except ConfigError as err:
+        return err.errors
+    return []

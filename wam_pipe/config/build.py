@@ -1,7 +1,7 @@
 """The one place that turns validated config nodes into objects (hydra-zen `instantiate`).
 
-Only call it on a config that `validate` accepted: every `_target_` in it has passed the allowlist. Keeping
-instantiation here means a future Hydra execution allowlist is a one-place change.
+Only call it on nodes that `validate` accepted, from a config with no refused target: every `_target_` in it has
+passed the allowlist. Keeping instantiation here means a future Hydra execution allowlist is a one-place change.
 """
 
 from __future__ import annotations
@@ -42,6 +42,63 @@ def build_node(node: dict[str, Any], path: str, file: str) -> Any:
         raise ConfigError([f"{file}: {where}: could not build: {type(cause).__name__}: {message}"]) from err
 
 
-def build_stages(resolved: dict[str, Any], file: str) -> dict[str, Any]:
-    """Instantiate every stage (cheap constructors) so a typo in `eval` fails before `shard-build` runs."""
-    return {kind: build_node(node, f"stages.{kind}", file) for kind, node in resolved["stages"].items()}
+def _components_below(node: Any, path: str) -> list[tuple[str, dict]]:
+    """The `_target_` nodes strictly below `node`, deepest first (a child before its parent)."""
+    found: list[tuple[str, dict]] = []
+    if isinstance(node, dict):
+        children = [(f"{path}.{k}", v) for k, v in node.items() if k not in ("_target_", "_args_")]
+        args = node.get("_args_")
+        children += [(f"{path}._args_.{i}", v) for i, v in enumerate(args)] if isinstance(args, list) else []
+    elif isinstance(node, list):
+        children = [(f"{path}.{i}", v) for i, v in enumerate(node)]
+    else:
+        return found
+    for child_path, child in children:
+        found.extend(_components_below(child, child_path))
+        if isinstance(child, dict) and "_target_" in child:
+            found.append((child_path, child))
+    return found
+
+
+def build_stage(node: dict[str, Any], path: str, file: str) -> Any:
+    """`build_node` for a stage; when it fails, every failing component inside it is reported, not just the first.
+
+    Hydra stops at the first constructor that raises. On that (rare) path each nested component is built alone,
+    deepest first, skipping those above one that already failed, so one run names all the broken components.
+    """
+    try:
+        return build_node(node, path, file)
+    except ConfigError as err:
+        first = err
+    errors: list[str] = []
+    failed: list[str] = []
+    for child_path, child in _components_below(node, path):
+        if any(f.startswith(f"{child_path}.") for f in failed):
+            continue  # its failure follows from a failing component inside it, already reported
+        try:
+            build_node(child, child_path, file)
+        except ConfigError as err:
+            errors.extend(err.errors)
+            failed.append(child_path)
+    if not errors:
+        raise first
+    raise ConfigError(errors) from first
+
+
+def build_stages(resolved: dict[str, Any], file: str, kinds: list[str] | None = None) -> dict[str, Any]:
+    """Instantiate every stage (cheap constructors) so a typo in `eval` fails before `shard-build` runs.
+
+    Each stage is built on its own and all their errors are raised together (one ConfigError). `kinds` limits the
+    build to those stages (the clean ones of a config with errors elsewhere).
+    """
+    stages, errors = {}, []
+    for kind, node in resolved["stages"].items():
+        if kinds is not None and kind not in kinds:
+            continue
+        try:
+            stages[kind] = build_stage(node, f"stages.{kind}", file)
+        except ConfigError as err:
+            errors.extend(err.errors)
+    if errors:
+        raise ConfigError(errors)
+    return stages

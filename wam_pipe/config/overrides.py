@@ -8,7 +8,8 @@
     list.0.x=1     list elements by index (`list[0].x=1` is accepted too)
 
 Values follow Hydra: `1e-4` is a float, `[1,2]` a list, `null` None, quotes make strings. Any other key is an
-error naming the closest existing key.
+error naming the closest existing key. One run is one configuration: sweeps (`a=1,2`, `choice(...)`, `range(...)`)
+and Hydra's config groups and packages (`+group@pkg=x`) are refused.
 """
 
 from __future__ import annotations
@@ -20,9 +21,10 @@ from typing import Any
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import OverrideParseException
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
+from omegaconf.errors import GrammarParseError, OmegaConfBaseException
 
 from wam_pipe.config.signature import signature_of
-from wam_pipe.config.targets import TargetError, disallowed_reason, import_target
+from wam_pipe.config.targets import TargetError, import_allowed
 
 _INDEX = re.compile(r"\[(\d+)\]")
 
@@ -73,13 +75,23 @@ def _target_params(node: Any, allow_targets: list[str]) -> list[str] | None:
     if not isinstance(node, DictConfig) or "_target_" not in node:
         return None
     target = node._get_node("_target_")._value()
-    if not isinstance(target, str) or disallowed_reason(target, allow_targets):
-        return None  # never import a target the allowlist refuses, not even to read its signature
-    try:
-        sig = signature_of(import_target(target))
+    if not isinstance(target, str):
+        return None
+    try:  # never imports a target the allowlist refuses, not even to read its signature
+        sig = signature_of(import_allowed(target, allow_targets))
     except TargetError:
         return None
     return list(sig.params) if sig else None
+
+
+def _allow_targets(cfg: DictConfig) -> list[str]:
+    """The file's `allow_targets` strings (none when they do not resolve: validation reports that)."""
+    try:
+        allow = cfg.get("allow_targets")
+        allow = list(allow) if isinstance(allow, ListConfig) else []
+    except OmegaConfBaseException:
+        return []
+    return [a for a in allow if isinstance(a, str)]
 
 
 def _run_settings() -> list[str]:
@@ -91,10 +103,25 @@ def _run_settings() -> list[str]:
     return [f.name for f in dataclasses.fields(RunSettings)]
 
 
+def _list_message(node: ListConfig, parent: str, missing: str) -> str:
+    """An index past the end of a list, or a name used on a list: Hydra cannot grow a list one item at a time."""
+    size = len(node)
+    what = f"index {missing} is past its end" if missing.isdigit() else f"'{missing}' is not an index"
+    indices = f"indices 0..{size - 1}" if size else "no indices"
+    items = OmegaConf.to_container(node, resolve=False)
+    now = "[" + ",".join(str(i) for i in items) + "]"
+    example = f"{parent}={now} (its current value)" if len(now) <= 80 and all(
+        isinstance(i, (str, int, float)) for i in items) else f"{parent}=[...]"
+    return (f"'{parent}' is a list of {size} item{'s' if size != 1 else ''} ({indices}); {what}; to add or remove "
+            f"items set the whole list: {example}")
+
+
 def _unknown_key_message(cfg: DictConfig, key: str, parts: list[str], node: Any, matched: int,
                          params: list[str] | None) -> str:
     parent = ".".join(parts[:matched])
     missing = parts[matched]
+    if isinstance(node, ListConfig):
+        return _list_message(node, parent, missing)
     siblings = [str(k) for k in node.keys()] if isinstance(node, DictConfig) else []
     close = difflib.get_close_matches(missing, siblings + (params or []), n=1, cutoff=0.6)
     if close:
@@ -111,7 +138,7 @@ def apply_overrides(cfg: DictConfig, overrides: list[str], file: str) -> list[st
     """Apply `overrides` to `cfg` in place; return one error line per override that could not be applied."""
     errors: list[str] = []
     parser = OverridesParser.create()
-    allow_targets = list(cfg.get("allow_targets") or [])
+    allow_targets = _allow_targets(cfg)
     for text in overrides:
         try:
             (override,) = parser.parse_overrides([_normalize(text)])
@@ -119,6 +146,11 @@ def apply_overrides(cfg: DictConfig, overrides: list[str], file: str) -> list[st
             errors.append(f"{file}: override '{text}': cannot parse: {str(err).splitlines()[0]}")
             continue
         key = override.key_or_group
+        refusal = _refusal(override, key)
+        if refusal:
+            errors.append(f"{file}: {key}: {refusal} (override '{text}')" if key else
+                          f"{file}: override '{text}': {refusal}")
+            continue
         parts = key.split(".")
         node, matched = _walk(cfg, parts)
         exists = matched == len(parts)
@@ -131,6 +163,9 @@ def apply_overrides(cfg: DictConfig, overrides: list[str], file: str) -> list[st
             elif override.is_add():
                 if exists:
                     errors.append(f"{file}: {key}: already exists (override '{text}'); use {key}=... to change it")
+                elif isinstance(node, ListConfig):
+                    errors.append(f"{file}: {key}: {_list_message(node, '.'.join(parts[:matched]), parts[matched])}"
+                                  f" (override '{text}')")
                 else:
                     OmegaConf.update(cfg, key, value, merge=True, force_add=True)
             elif exists:
@@ -145,9 +180,26 @@ def apply_overrides(cfg: DictConfig, overrides: list[str], file: str) -> list[st
                 else:
                     message = _unknown_key_message(cfg, key, parts, node, matched, params)
                     errors.append(f"{file}: {key}: {message} (override '{text}')")
+        except GrammarParseError as err:
+            from wam_pipe.config.validate import interpolation_message
+
+            errors.append(f"{file}: {key}: {interpolation_message(err)} (override '{text}')")
         except Exception as err:  # OmegaConf refuses, e.g. a dict merged into a list
             errors.append(f"{file}: {key}: cannot apply override '{text}': {str(err).splitlines()[0]}")
     return errors
+
+
+def _refusal(override: Any, key: str) -> str | None:
+    """Why an override that Hydra's grammar accepts makes no sense for one run (None when it is fine)."""
+    if not key:
+        return "empty key; an override is key=value, e.g. run.epochs=3"
+    if override.package is not None:
+        return (f"package syntax (@{override.package}) is not supported: wam-pipe has no config groups; name the "
+                f"full dotted key, e.g. +vars.{key}=...")
+    if override.is_sweep_override():
+        return ("sweeps are not supported, one run is one configuration; give one value (a list is written "
+                "[1,2])")
+    return None
 
 
 def _delete(cfg: DictConfig, key: str, parts: list[str], exists: bool, override: Any, text: str,

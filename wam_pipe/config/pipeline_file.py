@@ -1,7 +1,7 @@
 """Reading a pipeline YAML file and checking its closed top level.
 
 A pipeline file has exactly these top-level keys: `version`, `name`, `vars`, `run`, `allow_targets`, `stages`.
-`stages` holds any subset of the five stage kinds, each a `_target_` node.
+`stages` holds any subset of the five stage kinds, each a `_target_` node (a `step` trains on a `load`).
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from typing import Any
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
-from wam_pipe.errors import UserError
+from wam_pipe.errors import ConfigError, UserError
 
 TOP_LEVEL_KEYS = ("version", "name", "vars", "run", "allow_targets", "stages")
 STAGE_KINDS = ("shard-build", "load", "augment", "step", "eval")
@@ -36,9 +37,42 @@ def load_yaml(path: str | Path) -> DictConfig:
         raise UserError(f"{path}: invalid YAML: {err}") from err
     except UnicodeDecodeError as err:
         raise UserError(f"{path}: not a text file ({err.reason}); a pipeline is a UTF-8 YAML file") from err
+    except OmegaConfBaseException as err:  # e.g. `size: ${vars` (OmegaConf parses interpolations on load)
+        raise ConfigError(_interpolation_errors(path) or [f"{path}: {_omegaconf_message(err)}"]) from None
     if not isinstance(cfg, DictConfig):
         raise UserError(f"{path}: a pipeline file must be a YAML mapping with keys {', '.join(TOP_LEVEL_KEYS)}")
     return cfg
+
+
+def _omegaconf_message(err: Exception) -> str:
+    from wam_pipe.config.validate import interpolation_message
+
+    key = getattr(err, "full_key", None)
+    return f"{key}: {interpolation_message(err)}" if key else interpolation_message(err)
+
+
+def _interpolation_errors(path: Path) -> list[str]:
+    """`FILE: key: invalid interpolation: ...` for every string of the file OmegaConf cannot parse, all at once."""
+    data = yaml.safe_load(path.read_text())  # it parsed as YAML already; OmegaConf refused a string in it
+    errors: list[str] = []
+
+    def visit(node: Any, key: str) -> None:
+        if isinstance(node, dict):
+            for k, v in node.items():
+                visit(v, f"{key}.{k}" if key else str(k))
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                visit(v, f"{key}.{i}")
+        elif isinstance(node, str) and "${" in node:
+            try:
+                OmegaConf.create({"value": node})
+            except OmegaConfBaseException as err:
+                from wam_pipe.config.validate import interpolation_message
+
+                errors.append(f"{path}: {key}: {interpolation_message(err)}")
+
+    visit(data, "")
+    return errors
 
 
 def _suggest(word: str, choices: list[str] | tuple[str, ...]) -> str:
@@ -76,6 +110,10 @@ def _check_stages(stages: Any, file: str) -> list[str]:
     if not isinstance(stages, dict) or not stages:
         return [f"{file}: stages: expected a mapping of stage kinds ({', '.join(STAGE_KINDS)}) to `_target_` nodes"]
     errors = []
+    step = stages.get("step")
+    if isinstance(step, dict) and step.get("_target_") == "wam_pipe.stages.Step" and "load" not in stages:
+        errors.append(f"{file}: stages.load: missing; stages.step trains on the batches of a load stage: add one "
+                      f"(`_target_: wam_pipe.stages.Load`) or remove stages.step")
     for kind, node in stages.items():
         if kind not in STAGE_KINDS:
             errors.append(f"{file}: stages.{kind}: unknown stage kind{_suggest(kind, STAGE_KINDS)}; stage kinds are "

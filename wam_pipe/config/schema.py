@@ -22,7 +22,19 @@ from wam_pipe.config.signature import default_for_yaml, signature_of
 from wam_pipe.runner.settings import RunSettings
 
 _INTERPOLATION = {"type": "string", "pattern": r"^.*\$\{.+\}.*$", "description": "an interpolation such as ${vars.x}"}
+_COMPONENT = {"$ref": "#/definitions/component"}
+# An untyped value may be anything, but a mapping given there is a component node and must be a valid one (so
+# `chanels:` inside a model node is flagged).
+_UNTYPED = {"anyOf": [{"not": {"type": "object"}}, _COMPONENT]}
 _ARG = re.compile(r"^(\w+)(?: \([^)]*\))?:\s*(.*)$")
+
+# Constructor parameters typed `Any` (hydra hands them built objects of many classes) that take a component node.
+COMPONENT_SLOTS = {
+    "wam_pipe.stages.Step": ("embedder", "extractor", "optimizer", "losses", "scheduler", "jnd", "discriminator",
+                             "disc_optimizer"),
+    "wam_pipe.stages.Eval": ("data",),
+    "wam_pipe.models.Watermarker": ("embedder", "extractor", "jnd"),
+}
 
 
 def docstring_args(obj: Any) -> dict[str, str]:
@@ -56,7 +68,7 @@ def type_schema(annotation: Any) -> dict[str, Any]:
     """JSON Schema for a parameter annotation; primitives also accept an interpolation string."""
     origin, args = typing.get_origin(annotation), typing.get_args(annotation)
     if annotation is Any or annotation is inspect.Parameter.empty:
-        return {}
+        return dict(_UNTYPED)
     if origin is Literal:
         return {"enum": list(args)}
     if origin in (Union, types.UnionType):
@@ -75,8 +87,18 @@ def type_schema(annotation: Any) -> dict[str, Any]:
         values = type_schema(args[1]) if len(args) == 2 else {}
         return {"type": "object", "additionalProperties": values}
     if inspect.isclass(annotation):
-        return {"$ref": "#/definitions/component"}
+        return dict(_COMPONENT)
     return {}
+
+
+def param_schema(target: str, name: str, param: Any) -> dict[str, Any]:
+    """The schema of one constructor parameter: its annotation's, or a component node for a `COMPONENT_SLOTS` one."""
+    if name not in COMPONENT_SLOTS.get(target, ()):
+        return type_schema(param.annotation)
+    options = [dict(_COMPONENT), _INTERPOLATION]
+    if not param.required and param.default is None:
+        options.append({"type": "null"})
+    return {"anyOf": options}
 
 
 def _json_default(value: Any) -> Any:
@@ -91,11 +113,11 @@ def component_schema(target: str, obj: Any, summary: str) -> dict[str, Any]:
         "_partial_": {"type": "boolean", "description": "build a callable that takes the run-time arguments"},
         "_convert_": {"enum": ["none", "partial", "object", "all"]},
         "_recursive_": {"type": "boolean"},
-        "_args_": {"type": "array"},
+        "_args_": {"type": "array", "items": dict(_UNTYPED)},
     }
     if sig is not None:
         for name, param in sig.params.items():
-            prop = dict(type_schema(param.annotation))
+            prop = dict(param_schema(target, name, param))
             if name in descriptions:
                 prop["description"] = descriptions[name]
             if not param.required:
@@ -132,7 +154,9 @@ def pipeline_schema() -> dict[str, Any]:
     definitions["other_component"] = {
         "type": "object", "required": ["_target_"],
         "description": "a component outside wam-pipe's catalogue (its target must be in allow_targets)",
-        "properties": {"_target_": {"type": "string", "not": {"enum": known}}},
+        # not a catalogue target, nor a misspelled wam_pipe one (which must match a catalogue definition)
+        "properties": {"_target_": {"type": "string", "not": {"anyOf": [{"enum": known},
+                                                                          {"pattern": r"^wam_pipe\."}]}}},
     }
     definitions["component"] = {"anyOf": [{"$ref": f"#/definitions/{name}"} for name in definitions]}
     stage_properties = {}

@@ -99,8 +99,8 @@ def load_watermarker(path: str | Path, device: torch.device | str = "cpu",
     Args:
         path: a `.pt` file written by wam-pipe training.
         device: where the model runs.
-        allow_targets: extra import patterns to trust in the checkpoint's config (beyond wam_pipe.*, torch.*,
-            torchvision.*), e.g. `["my_lab.*"]` for a model with custom components.
+        allow_targets: extra import patterns to trust in the checkpoint's config (beyond the default
+            allowlist of `wam_pipe.config.targets`), e.g. `["my_lab.*"]` for a model with custom components.
     """
     from wam_pipe.runner.checkpoint import load_checkpoint, load_model_weights
 

@@ -8,6 +8,9 @@
 
 A non-empty run dir is refused unless it holds a run of the same pipeline (then the run resumes from its last
 checkpoint) or `--overwrite` is given. Settings that do not change what was already computed may differ on resume.
+A dir holding only the record of a run that failed before doing any work (config.yaml, resolved.yaml,
+overrides.txt, env.json and nothing else) is reused with any configuration. A non-empty dir that is not a run dir
+(no resolved.yaml) is never written to, with or without `--overwrite`.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ RESUMABLE_CHANGES = (
     "run.tensorboard", "run.output_dir", "run.max_nonfinite_steps", "run.cudnn_benchmark", "run.dist_backend",
     "stages.load.workers", "stages.load.prefetch_factor", "stages.load.persistent_workers", "stages.load.pin_memory",
 )
+# What `write_run_files` writes before a run does any work.
+RUN_RECORD = ("config.yaml", "resolved.yaml", "overrides.txt", "env.json")
 _PACKAGES = ("wam-pipe", "torch", "torchvision", "hydra-zen", "hydra-core", "omegaconf", "webdataset", "pycocotools",
              "numpy", "pillow")
 
@@ -52,23 +57,32 @@ def config_differences(old: dict, new: dict) -> list[str]:
     return [k for k in keys if a.get(k, "<absent>") != b.get(k, "<absent>") and not k.startswith(RESUMABLE_CHANGES)]
 
 
+def _only_run_record(run_dir: Path) -> bool:
+    """The dir holds nothing but what `write_run_files` writes first: a run that failed before doing any work."""
+    record = {*RUN_RECORD, *(f".{name}.tmp" for name in RUN_RECORD)}
+    return all(entry.is_file() and entry.name in record for entry in run_dir.iterdir())
+
+
 def inspect_run_dir(run_dir: Path, resolved: dict, overwrite: bool) -> tuple[str, Path | None]:
-    """Decide what to do with `run_dir` without touching it: ("new" | "overwrite" | "resume", checkpoint)."""
+    """Decide what to do with `run_dir` without touching it: ("new" | "overwrite" | "resume", checkpoint).
+
+    A dir that holds only a run's record (config files, no log, checkpoint or output: the run failed before its
+    first step, e.g. on a missing checkpoint) is reused whatever its configuration, as if it were empty.
+    """
     if not run_dir.exists() or (run_dir.is_dir() and not any(run_dir.iterdir())):
         return "new", None
     if not run_dir.is_dir():
         raise UserError(f"{run_dir}: exists and is not a directory; choose another run.output_dir or --output-dir")
     saved = run_dir / "resolved.yaml"
-    if overwrite:
-        if not saved.is_file():
-            raise UserError(f"{run_dir}: not empty and not a wam-pipe run dir (no resolved.yaml); refusing to delete "
-                            f"it; choose another --output-dir")
-        return "overwrite", None
     if not saved.is_file():
-        raise UserError(f"{run_dir}: exists and is not empty; use --overwrite to replace a previous run there, or "
-                        f"--output-dir DIR for a new run")
+        raise UserError(f"{run_dir}: not empty and not a wam-pipe run dir (no resolved.yaml), so it is never "
+                        f"overwritten; choose another --output-dir (or run.output_dir)")
+    if overwrite:
+        return "overwrite", None
     old = yaml.safe_load(saved.read_text()) or {}
     differences = config_differences(old, resolved)
+    if differences and _only_run_record(run_dir):
+        return "overwrite", None
     if differences:
         shown = ", ".join(differences[:4]) + (f" and {len(differences) - 4} more" if len(differences) > 4 else "")
         raise UserError(f"{run_dir}: holds a run of a different configuration ({shown} differ); use --overwrite to "

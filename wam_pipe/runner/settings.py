@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Literal, Optional
+import re
+from typing import Any, Literal, Optional
+
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
+# (key, least value): counts and cadences; 0 has a meaning only where the docstring says so.
+_AT_LEAST = (("epochs", 1), ("steps_per_epoch", 1), ("eval_every", 0), ("log_every", 1), ("checkpoint_every", 1),
+             ("keep_checkpoints", 0), ("max_nonfinite_steps", 0))
+_ZERO_MEANS = {"eval_every": " (0 = only after the last epoch)", "keep_checkpoints": " (0 = never)"}
 
 
 @dataclasses.dataclass
@@ -13,7 +20,7 @@ class RunSettings:
     Args:
         output_dir: run directory (config, logs, checkpoints, eval). Default `runs/<name>`.
         seed: base seed; each rank seeds torch with `seed + rank`.
-        device: "auto" (CUDA when available, else CPU), "cpu", "cuda" or "cuda:N".
+        device: "auto" (CUDA when available, else CPU), "cpu", "cuda" (this rank's GPU) or "cuda:N".
         precision: autocast dtype of the training step: "auto" (bf16 on CUDA, fp32 on CPU), "fp32", "bf16",
             "fp16" (with a GradScaler).
         epochs: number of training epochs.
@@ -37,6 +44,10 @@ class RunSettings:
             (the parameters used never change between steps, whatever the number of watermarks, but DDP's static
             graph silently stops all-reducing under `no_sync` and with the balancing gradients taken before
             backward; `true` with either is refused). With `find_unused_parameters=False` it saves little.
+        ddp_find_unused: DDP `find_unused_parameters`: walk the autograd graph after every forward to find
+            parameters without a gradient. Off (the reference's speed fix): every parameter gets a gradient every
+            step (zero for an image without watermark), so the walk is pure cost. Turn it on only for a custom model
+            with branches some steps skip (DDP then errors without it). Default False.
         ddp_bucket_view: DDP `gradient_as_bucket_view`: gradients live in the all-reduce buckets (no copy into
             them, one gradient-sized buffer less); the step then zeroes gradients instead of freeing them.
         dist_backend: "auto" (nccl on CUDA, gloo on CPU), "nccl" or "gloo".
@@ -61,6 +72,7 @@ class RunSettings:
     channels_last: bool = False
     fused_optimizer: Optional[bool] = None
     ddp_static_graph: Optional[bool] = None
+    ddp_find_unused: bool = False
     ddp_bucket_view: bool = True
     dist_backend: Literal["auto", "nccl", "gloo"] = "auto"
     tensorboard: bool = True
@@ -72,3 +84,19 @@ class RunSettings:
         if settings.output_dir is None:
             settings.output_dir = f"runs/{name}"
         return settings
+
+
+def value_problems(run: dict[str, Any]) -> list[tuple[str, str]]:
+    """(key, message) for each `run:` value out of range; `run` holds values of the right types (others are skipped).
+
+    `wam-pipe validate` reports these, so a run never stops on them after hours of shard building.
+    """
+    problems = []
+    for key, least in _AT_LEAST:
+        value = run.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value < least:
+            problems.append((key, f"must be >= {least}{_ZERO_MEANS.get(key, '')}, got {value}"))
+    device = run.get("device")
+    if isinstance(device, str) and not DEVICE_PATTERN.fullmatch(device):
+        problems.append(("device", f"unknown device {device!r}; use auto, cpu, cuda or cuda:N"))
+    return problems

@@ -44,7 +44,8 @@ def train(ctx: RunContext, settings: RunSettings, stages: dict[str, Any], run_di
     steps_per_epoch = min(load.batches_per_epoch, settings.steps_per_epoch or math.inf)
     step.setup(ctx, epochs=settings.epochs, steps_per_epoch=int(steps_per_epoch),
                static_graph=settings.ddp_static_graph, bucket_view=settings.ddp_bucket_view,
-               channels_last=settings.channels_last, fused_optimizer=settings.fused_optimizer)
+               channels_last=settings.channels_last, fused_optimizer=settings.fused_optimizer,
+               find_unused=settings.ddp_find_unused)
     if evaluator is not None:
         evaluator.setup(ctx)
     start_epoch, global_step = 0, 0

@@ -46,7 +46,8 @@ class StepSetup:
 _DDP_PARAMETERS = set(inspect.signature(DDP.__init__).parameters)
 
 
-def _wrap_ddp(module: nn.Module, ctx: RunContext, static_graph: bool, bucket_view: bool) -> nn.Module:
+def _wrap_ddp(module: nn.Module, ctx: RunContext, static_graph: bool, bucket_view: bool,
+              find_unused: bool = False) -> nn.Module:
     if not ctx.distributed:
         return module
     device_ids = [ctx.device.index] if ctx.device.type == "cuda" else None
@@ -54,8 +55,8 @@ def _wrap_ddp(module: nn.Module, ctx: RunContext, static_graph: bool, bucket_vie
     # torch >= 2.13 names this `forward_sync_buffers` (and deprecates `broadcast_buffers`).
     no_buffer_sync = ({"forward_sync_buffers": False} if "forward_sync_buffers" in _DDP_PARAMETERS
                       else {"broadcast_buffers": False})
-    return DDP(module, device_ids=device_ids, find_unused_parameters=False, gradient_as_bucket_view=bucket_view,
-               static_graph=static_graph, **no_buffer_sync)
+    return DDP(module, device_ids=device_ids, find_unused_parameters=find_unused,
+               gradient_as_bucket_view=bucket_view, static_graph=static_graph, **no_buffer_sync)
 
 
 def _optimizer_kwargs(partial: Any, device: torch.device, fused: Optional[bool]) -> dict[str, Any]:
@@ -95,11 +96,12 @@ class StepState:
     """Everything `Step.setup` builds; the step stage reads and updates it once per micro-batch."""
 
     def __init__(self, cfg: StepSetup, ctx: RunContext, model: nn.Module, static_graph: bool, bucket_view: bool,
-                 channels_last: bool, epochs: int, steps_per_epoch: int, fused_optimizer: Optional[bool] = None):
+                 channels_last: bool, epochs: int, steps_per_epoch: int, fused_optimizer: Optional[bool] = None,
+                 find_unused: bool = False):
         self.cfg, self.ctx, self.model = cfg, ctx, model
         self.precision = ctx.precision
         self.channels_last = channels_last
-        self.forward = _wrap_ddp(TrainForward(model), ctx, static_graph, bucket_view)
+        self.forward = _wrap_ddp(TrainForward(model), ctx, static_graph, bucket_view, find_unused)
         # With bucket views, zeroing keeps each gradient aliased to its all-reduce bucket; freeing it (set_to_none)
         # would make the next backward allocate a fresh gradient and DDP copy it into the bucket again.
         self.grads_to_none = not (isinstance(self.forward, DDP) and bucket_view)
@@ -115,7 +117,7 @@ class StepState:
         self.discriminator = self.disc_ddp = self.disc_optimizer = None
         if cfg.losses.uses_discriminator:
             self.discriminator = cfg.discriminator.to(ctx.device)
-            self.disc_ddp = _wrap_ddp(self.discriminator, ctx, static_graph, bucket_view)
+            self.disc_ddp = _wrap_ddp(self.discriminator, ctx, static_graph, bucket_view, find_unused)
             disc_partial = cfg.disc_optimizer or cfg.optimizer
             self.disc_optimizer = disc_partial([p for p in self.discriminator.parameters()],
                                                **_optimizer_kwargs(disc_partial, ctx.device, fused_optimizer))
@@ -237,7 +239,7 @@ def _compile(module: nn.Module, mode: Optional[str]) -> None:
 
 def build_step_state(cfg: StepSetup, ctx: RunContext, epochs: int, steps_per_epoch: int,
                      static_graph: bool | None, bucket_view: bool, channels_last: bool,
-                     fused_optimizer: Optional[bool] = None) -> StepState:
+                     fused_optimizer: Optional[bool] = None, find_unused: bool = False) -> StepState:
     from wam_pipe.models import Watermarker
 
     balanced = bool(getattr(cfg.losses, "balanced", False))
@@ -263,4 +265,4 @@ def build_step_state(cfg: StepSetup, ctx: RunContext, epochs: int, steps_per_epo
         # discriminator has its own DDP), but no_sync and the balancing gradients need the dynamic graph.
         static_graph = cfg.grad_accum == 1 and not balanced
     return StepState(cfg, ctx, model, static_graph, bucket_view, channels_last, epochs, steps_per_epoch,
-                     fused_optimizer)
+                     fused_optimizer, find_unused)

@@ -42,7 +42,7 @@ class Eval:
         seed: seed of the messages and of the multi-watermark boxes. Default 0.
         batch_size: if set, replaces `data.batch_size` for evaluation. Default null.
         allow_targets: extra import patterns trusted when rebuilding the model from a checkpoint's config (beyond
-            wam_pipe.*, torch.*, torchvision.*). Default [].
+            the default allowlist, see `wam_pipe.config.targets`). Default [].
     """
 
     def __init__(self, data: Any, masks: list[str] = DEFAULT_MASKS,
@@ -81,6 +81,11 @@ class Eval:
             value = node.get(key)
             if isinstance(value, int) and not isinstance(value, bool) and value < least:
                 problems.append((key, f"must be >= {least}, got {value}"))
+        data = node.get("data")
+        if not (isinstance(data, dict) and "_target_" in data):  # typed Any for hydra: check the shape here
+            shown = repr(data) if len(repr(data)) <= 60 else repr(data)[:57] + "..."
+            problems.append(("data", f"expected a loader node such as `{{_target_: wam_pipe.stages.Load, shards: "
+                                     f"...}}`, got {shown}"))
         problems += _data_problems(node)
         return problems
 

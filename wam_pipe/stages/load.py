@@ -47,7 +47,7 @@ class Load:
         min_shards_per_worker: exact epochs need at least this many shards per (rank x worker); fewer fails at
             setup saying how many are needed. Default 1.
         batch_ring: workers hand batches to the main process through reusable shared-memory slots
-            (`prefetch_factor + 2` per worker) instead of fresh shared memory per batch; measured 1.3x less loader
+            (`prefetch_factor + 2` per worker) instead of fresh shared memory per batch; measured 1.3-1.6x less loader
             CPU per image (benchmarks/RESULTS.md). Off: the plain DataLoader hand-over. Default True.
         shard_slice: use only `shards[start:stop]` of the manifest, as a Python slice `[start, stop]` (null = open
             end): e.g. `[0, -1]` trains on all shards but the last and `[-1, null]` evaluates on the held-out last
@@ -74,31 +74,42 @@ class Load:
         self._loader: Any = None
         self._log: Any = print
 
-    def _check_values(self) -> None:
+    @classmethod
+    def check_config(cls, node: dict) -> list[tuple[str, str]]:
+        """`wam-pipe validate`: the value ranges that `setup` checks, all at once, as (key, message)."""
+        args = {k: v for k, v in node.items() if not (k.startswith("_") and k.endswith("_"))}
+        try:
+            return cls(**args)._value_problems()
+        except TypeError:  # wrong types or names: the signature check reports them
+            return []
+
+    def _value_problems(self) -> list[tuple[str, str]]:
         from wam_pipe.data.decode import DECODERS
         from wam_pipe.data.mask_select import MASK_MODES
 
         per_file = self.images is not None or self.annotations is not None
-        problems = [
-            (self.shards is None) == (not per_file) or (per_file and (self.images is None or self.annotations is None)),
-            self.batch_size < 1, self.workers < 0, self.prefetch_factor < 1, self.shuffle_buffer < 0,
-            self.mask_mode not in MASK_MODES, self.max_masks < 1, not 0.0 <= self.random_subset <= 1.0,
-            self.max_samples is not None and self.max_samples < 0, self.decoder not in DECODERS, self.size < 8,
+        one_source = (self.shards is None) != (not per_file) and not (
+            per_file and (self.images is None or self.annotations is None))
+        checks = [
+            (not one_source, "", "give exactly one source: `shards`, or both `images` and `annotations`"),
+            (self.batch_size < 1, "batch_size", f"must be >= 1, got {self.batch_size}"),
+            (self.workers < 0, "workers", f"must be >= 0, got {self.workers}"),
+            (self.prefetch_factor < 1, "prefetch_factor", f"must be >= 1, got {self.prefetch_factor}"),
+            (self.shuffle_buffer < 0, "shuffle_buffer", f"must be >= 0, got {self.shuffle_buffer}"),
+            (self.mask_mode not in MASK_MODES, "mask_mode", f"must be one of {MASK_MODES}, got {self.mask_mode!r}"),
+            (self.max_masks < 1, "max_masks", f"must be >= 1, got {self.max_masks}"),
+            (not 0.0 <= self.random_subset <= 1.0, "random_subset", f"must be in [0, 1], got {self.random_subset}"),
+            (self.max_samples is not None and self.max_samples < 0, "max_samples",
+             f"must be >= 0, got {self.max_samples}"),
+            (self.decoder not in DECODERS, "decoder", f"must be one of {DECODERS}, got {self.decoder!r}"),
+            (self.size < 8, "size", f"must be >= 8, got {self.size}"),
         ]
-        messages = [
-            "give exactly one source: `shards`, or both `images` and `annotations`",
-            f"batch_size: must be >= 1, got {self.batch_size}", f"workers: must be >= 0, got {self.workers}",
-            f"prefetch_factor: must be >= 1, got {self.prefetch_factor}",
-            f"shuffle_buffer: must be >= 0, got {self.shuffle_buffer}",
-            f"mask_mode: must be one of {MASK_MODES}, got {self.mask_mode!r}",
-            f"max_masks: must be >= 1, got {self.max_masks}",
-            f"random_subset: must be in [0, 1], got {self.random_subset}",
-            f"max_samples: must be >= 0, got {self.max_samples}",
-            f"decoder: must be one of {DECODERS}, got {self.decoder!r}", f"size: must be >= 8, got {self.size}",
-        ]
-        for bad, message in zip(problems, messages):
-            if bad:
-                raise UserError(f"load: {message}")
+        return [(key, message) for bad, key, message in checks if bad]
+
+    def _check_values(self) -> None:
+        problems = self._value_problems()
+        if problems:
+            raise UserError(*(f"load.{key}: {message}" if key else f"load: {message}" for key, message in problems))
 
     def setup(self, ctx: RunContext) -> None:
         """Read the manifest (or parse the JSON once), check shard counts, and build this rank's loader."""

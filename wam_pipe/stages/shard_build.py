@@ -24,7 +24,9 @@ class ShardBuild:
         workers: build processes; None = all cores. Default None.
         image_format: "jpeg" or "png". Default "jpeg".
         quality: JPEG quality. Default 95.
-        overwrite: replace an output built with other settings (else that is an error). Default False.
+        overwrite: rebuild from scratch, even when the output is up to date (without it, an output built from
+            other inputs or settings is an error). Every run of a pipeline with `overwrite: true` rebuilds.
+            Default False.
         max_skipped_fraction: fail, publishing nothing, when more images than this are skipped. Default 0.01.
         synthesize: if > 0, first write a synthetic COCO dataset of this many images to `images` / `annotations`
             (a no-op when it is already there with the same count and seed). 0 = off. Default 0.
@@ -42,6 +44,30 @@ class ShardBuild:
         self.max_skipped_fraction = max_skipped_fraction
         self.synthesize, self.synthesize_seed = synthesize, synthesize_seed
         self.wait_timeout_s = wait_timeout_s
+
+    @classmethod
+    def check_config(cls, node: dict) -> list[tuple[str, str]]:
+        """`wam-pipe validate`: every value the build would refuse, as (key, message), before any work is done."""
+        from wam_pipe.data.prepare import IMAGE_EXTENSIONS
+
+        args = {k: v for k, v in node.items() if not (k.startswith("_") and k.endswith("_"))}
+        try:
+            b = cls(**args)
+        except TypeError:  # wrong names or types: the signature check reports them
+            return []
+        checks = [
+            (b.size >= 8, "size", f"must be >= 8, got {b.size}"),
+            (b.samples_per_shard >= 1, "samples_per_shard", f"must be >= 1, got {b.samples_per_shard}"),
+            (b.workers is None or b.workers >= 0, "workers", f"must be >= 0 (null = all cores), got {b.workers}"),
+            (b.image_format in IMAGE_EXTENSIONS, "image_format",
+             f"must be one of {sorted(IMAGE_EXTENSIONS)}, got {b.image_format!r}"),
+            (1 <= b.quality <= 100, "quality", f"must be in 1..100, got {b.quality}"),
+            (0.0 <= b.max_skipped_fraction <= 1.0, "max_skipped_fraction",
+             f"must be in [0, 1], got {b.max_skipped_fraction}"),
+            (b.synthesize >= 0, "synthesize", f"must be >= 0 (0 = off), got {b.synthesize}"),
+            (b.wait_timeout_s > 0, "wait_timeout_s", f"must be > 0, got {b.wait_timeout_s}"),
+        ]
+        return [(key, message) for ok, key, message in checks if not ok]
 
     def run(self, ctx: RunContext) -> None:
         """Build on rank 0 (or confirm it is up to date); wait for the manifest elsewhere."""

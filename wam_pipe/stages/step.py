@@ -92,11 +92,12 @@ class Step:
         return self.state.model
 
     def setup(self, ctx: RunContext, epochs: int, steps_per_epoch: int, static_graph: bool | None = None,
-              bucket_view: bool = True, channels_last: bool = False, fused_optimizer: bool | None = None) -> None:
+              bucket_view: bool = True, channels_last: bool = False, fused_optimizer: bool | None = None,
+              find_unused: bool = False) -> None:
         """Move models to the device, wrap in DDP, build optimizers, scheduler and scaler."""
         self.ctx = ctx
         self.state = build_step_state(self.config, ctx, epochs, steps_per_epoch, static_graph, bucket_view,
-                                      channels_last, fused_optimizer)
+                                      channels_last, fused_optimizer, find_unused)
         self.micro_step = 0
 
     def train(self) -> None:

@@ -1,0 +1,68 @@
+"""Run-dir reuse rules: resume, refuse, overwrite, and the record of a run that failed before doing any work."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from wam_pipe.cli import main
+from wam_pipe.errors import UserError
+from wam_pipe.runner.rundir import inspect_run_dir, write_run_files
+
+OLD = {"name": "x", "stages": {"eval": {"checkpoint": "/old.pt"}}}
+NEW = {"name": "x", "stages": {"eval": {"checkpoint": "/new.pt"}}}
+
+
+def record(run_dir: Path, resolved: dict) -> None:
+    write_run_files(run_dir, "{}\n", yaml.safe_dump(resolved), ["k=v"], "cpu", 1, fresh=True)
+
+
+def test_a_dir_that_is_not_a_run_dir_only_suggests_another_output_dir(tmp_path):
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "thesis.txt").write_text("keep me")
+    for overwrite in (False, True):
+        with pytest.raises(UserError) as info:
+            inspect_run_dir(junk, NEW, overwrite=overwrite)
+        message = str(info.value)
+        assert message == (f"{junk}: not empty and not a wam-pipe run dir (no resolved.yaml), so it is never "
+                           f"overwritten; choose another --output-dir (or run.output_dir)")
+        assert "use --overwrite" not in message
+    assert (junk / "thesis.txt").read_text() == "keep me"
+
+
+def test_a_record_without_work_is_reused_with_a_new_config(tmp_path):
+    run_dir = tmp_path / "run"
+    record(run_dir, OLD)
+    assert inspect_run_dir(run_dir, NEW, overwrite=False) == ("overwrite", None)
+    assert inspect_run_dir(run_dir, OLD, overwrite=False) == ("resume", None)
+
+
+@pytest.mark.parametrize("work", ["log.jsonl", "checkpoints/last.pt", "eval/metrics.json"])
+def test_a_run_with_work_of_another_config_is_refused(tmp_path, work):
+    run_dir = tmp_path / "run"
+    record(run_dir, OLD)
+    (run_dir / work).parent.mkdir(parents=True, exist_ok=True)
+    (run_dir / work).write_text("{}")
+    with pytest.raises(UserError, match=r"holds a run of a different configuration \(stages.eval.checkpoint differ\)"
+                                        r"; use --overwrite"):
+        inspect_run_dir(run_dir, NEW, overwrite=False)
+    assert inspect_run_dir(run_dir, NEW, overwrite=True) == ("overwrite", None)
+
+
+def test_a_failed_standalone_eval_can_be_rerun_into_the_same_dir(tmp_path, repo_root, capsys):
+    """The audit's case: a missing checkpoint fails before any work; the corrected rerun is not refused."""
+    run_dir = tmp_path / "eval-run"
+    pipeline = str(repo_root / "pipelines" / "eval.yaml")
+    assert main(["run", pipeline, "stages.eval.checkpoint=/nope.pt", "run.device=cpu", "--output-dir",
+                 str(run_dir)]) == 2
+    assert "no such checkpoint" in capsys.readouterr().err
+    assert (run_dir / "resolved.yaml").is_file()
+    assert main(["run", pipeline, "stages.eval.checkpoint=/nope2.pt", "run.device=cpu", "--output-dir",
+                 str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "/nope2.pt: no such checkpoint" in err and "different configuration" not in err
+    assert "/nope2.pt" in (run_dir / "resolved.yaml").read_text()
+    assert (run_dir / "overrides.txt").read_text().count("checkpoint") == 1   # a fresh record, not appended
