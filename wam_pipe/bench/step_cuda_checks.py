@@ -63,9 +63,12 @@ def check_precision(workspace: Any, label: str, overrides: list[str], warmup: in
     apply_global_switches(runtime.settings, device)
     meter = MetricMeter(0, runtime.ctx.precision)
     batches = runtime.batches
-    for index in range(warmup):
-        meter.update(step.train_step(batches[index % len(batches)], runtime.augment, runtime.epoch), index)
-    meter.read()
+    # Warm up under the same torch-function mode as the timed steps (its events are not counted): a compiled
+    # module guards on the mode stack, and would otherwise recompile at the first guarded step.
+    with HostSyncGuard():
+        for index in range(warmup):
+            meter.update(step.train_step(batches[index % len(batches)], runtime.augment, runtime.epoch), index)
+        meter.read()
     graphs_before = _compiled_graphs()
     entry: dict[str, Any] = {"precision": runtime.ctx.precision, "expected_to_sync": label in EXPECTED_TO_SYNC,
                              "sync_error": None, "sync_where": None}
