@@ -313,6 +313,25 @@ def test_killed_build_with_changed_images_is_refused(synth_coco, tmp_path):
         build_shards(_config(coco, out))
 
 
+def test_killed_build_from_before_image_fingerprints_resumes(synth_coco, tmp_path):
+    """A build state without `images_sha256` (written before image fingerprints) is judged by its annotation file,
+    as manifests of that age are: a matching one resumes without --overwrite, another annotation file is refused."""
+    out = tmp_path / "out"
+    assert _run_build(synth_coco, out, {KILL_HOOK_ENV: "2"}).returncode == -9
+    state_file = out / "_build" / "state.json"
+    state = json.loads(state_file.read_text())
+    for key in ("images_sha256", "images_folder_sha256"):
+        del state["source"][key]
+    state_file.write_text(json.dumps({**state, "source": {**state["source"], "annotations_sha256": "0" * 64}}))
+    with pytest.raises(UserError, match="unfinished build with other settings, another annotation file"):
+        build_shards(_config(synth_coco, out))
+    state_file.write_text(json.dumps(state))
+    resumed = build_shards(_config(synth_coco, out))
+    assert (resumed.built_shards, resumed.reused_shards) == (6, 2)
+    fresh = build_shards(_config(synth_coco, tmp_path / "fresh"))
+    assert resumed.manifest == fresh.manifest and _shard_bytes(out) == _shard_bytes(tmp_path / "fresh")
+
+
 def test_skipped_images_carry_a_kind_and_are_summarised_by_it(bad_inputs, tmp_path):
     from wam_pipe.data.manifest_summary import summary_lines
 

@@ -69,3 +69,16 @@ def test_other_ranks_wait_for_rank_zero(tmp_path):
 def test_waiting_rank_gives_up_with_a_clear_error(tmp_path):
     with pytest.raises(UserError, match="not written by rank 0 within 0 s"):
         _stage(tmp_path, wait_timeout_s=0.1).run(_ctx(tmp_path, rank=1, world=2))
+
+
+def test_check_config_reports_every_value_the_build_would_refuse():
+    """`wam-pipe validate` gets the build's own range checks (`BuildConfig.value_problems`) plus the stage's."""
+    node = {"_target_": "wam_pipe.stages.ShardBuild", "images": "i", "annotations": "a.json", "out": "o",
+            "size": 4, "workers": -1, "quality": 101, "synthesize": -1, "wait_timeout_s": 0}
+    assert ShardBuild.check_config(node) == [
+        ("size", "must be >= 8, got 4"), ("quality", "must be in 1..100, got 101"),
+        ("workers", "must be >= 0 (unset = all cores), got -1"), ("synthesize", "must be >= 0 (0 = off), got -1"),
+        ("wait_timeout_s", "must be > 0, got 0")]
+    clean = {k: v for k, v in node.items() if k in ("_target_", "images", "annotations", "out")}
+    assert ShardBuild.check_config(clean) == []  # paths are checked when the build starts, not here
+    assert ShardBuild.check_config({**clean, "sizes": 64}) == []  # a wrong name is the signature check's to report

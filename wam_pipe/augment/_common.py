@@ -27,12 +27,13 @@ def config_problems(cls: type, node: Mapping[str, Any]) -> list[tuple[str, str]]
     """The `check_config` hook of `wam-pipe validate`: build `cls` from a YAML node (constructors are cheap) and
     report an `InvalidSetting` as `(key, problem)`. Wrong types and unresolved values are left to the signature
     check, which reports them already."""
-    args = {k: v for k, v in node.items() if not (isinstance(k, str) and k.startswith("_") and k.endswith("_"))}
+    from wam_pipe.config.signature import instance_for_check
+
     try:
-        cls(**args)
+        instance_for_check(cls, node)  # None on wrong types (a TypeError)
     except InvalidSetting as err:
         return [(err.key, err.problem)]
-    except (TypeError, ValueError):  # wrong types or unresolved values: the signature check reports them
+    except ValueError:  # unresolved values: the signature check reports them
         pass
     return []
 

@@ -95,7 +95,7 @@ def _verify(args: argparse.Namespace) -> int:
 def _inspect(args: argparse.Namespace) -> int:
     from wam_pipe.data.inspect_shards import check_grid_target, describe, render_grid
 
-    if args.out:
+    if args.out:  # render_grid checks again (for API callers); here a bad --out must fail before `describe` prints
         check_grid_target(args.out, args.samples)
     for line in describe(args.directory):
         print(line)

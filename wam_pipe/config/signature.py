@@ -15,10 +15,12 @@ import inspect
 import pathlib
 import types
 import typing
-from typing import Any, Literal, Union
+from typing import Any, Literal, TypeVar, Union
 
 # Keys hydra's instantiate interprets; they are never constructor arguments.
 RESERVED_KEYS = ("_target_", "_partial_", "_convert_", "_recursive_", "_args_")
+
+T = TypeVar("T")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,3 +169,16 @@ def default_for_yaml(param: Param) -> Any:
     if isinstance(default, pathlib.Path):
         return str(default)
     return str(default)
+
+
+def instance_for_check(cls: type[T], node: collections.abc.Mapping[str, Any]) -> T | None:
+    """`cls` built from a YAML node for a `check_config` hook (constructors are cheap), or None on a `TypeError`.
+
+    Hydra's `_x_` keys are dropped first. A `TypeError` means wrong argument names or types, which the signature
+    check reports already; any other exception (a constructor's own `ValueError`) reaches the caller.
+    """
+    args = {k: v for k, v in node.items() if not (isinstance(k, str) and k.startswith("_") and k.endswith("_"))}
+    try:
+        return cls(**args)
+    except TypeError:
+        return None

@@ -28,13 +28,12 @@ from wam_pipe.data.build_state import (
 from wam_pipe.data.coco_index import CocoIndex, ImageRecord, load_coco_index, sha256_file
 from wam_pipe.data.image_fingerprint import ImagesFingerprint, fingerprint_images
 from wam_pipe.data.prepare import SkipImage, encode_sample, prepare_sample
-from wam_pipe.data.published import PublishedBuild, check_published
+from wam_pipe.data.published import REFUSAL_FIX, PublishedBuild, check_published
 from wam_pipe.data.tar_io import ShardWriter
 from wam_pipe.errors import RunFailure, UserError
 
 # Test hook: SIGKILL this process while writing the shard after the first N finished ones (crash-safety tests).
 KILL_HOOK_ENV = "WAM_PIPE_TEST_KILL_AFTER_SHARDS"
-SHARD_ENTRY_KEYS = ("name", "samples", "bytes", "sha256")
 
 
 @dataclass
@@ -71,22 +70,24 @@ def build_shards(config: BuildConfig, log: Callable[[str], None] = print) -> Bui
     started = time.perf_counter()
     source_sha = sha256_file(config.annotations)
     manifest_file = manifest_io.manifest_path(config.out, config.part, config.num_parts)
-    index, rebuild_all = None, config.overwrite
+    index, shards, fingerprint, rebuild_all = None, None, None, config.overwrite
     if not config.overwrite and manifest_file.is_file():
         published = check_published(config, manifest_io.read_manifest(manifest_file), source_sha)
         if not published.damaged:
             return _confirm_up_to_date(manifest_file, published, started)
         index = published.index or load_coco_index(config.annotations)
-        repaired = _repair_published(config, published, plan_shards(index.images, config), manifest_file, log)
+        shards = plan_shards(index.images, config)
+        repaired = _repair_published(config, published, shards, manifest_file, log)
         if repaired is not None:
             repaired.seconds = time.perf_counter() - started
             return repaired
-        rebuild_all = True
+        # Whatever the published check already computed is reused by the full rebuild.
+        fingerprint, rebuild_all = published.fingerprint, True
     index = index or load_coco_index(config.annotations)
     create_output_dir(config.out)
-    fingerprint = fingerprint_images(config.images, index)
+    fingerprint = fingerprint or fingerprint_images(config.images, index)
     source = _source_record(config, index, source_sha, fingerprint)
-    shards = plan_shards(index.images, config)
+    shards = shards if shards is not None else plan_shards(index.images, config)
     state = BuildState(config)
     if rebuild_all:
         clear_output(config.out, config.num_parts == 1, shards, state)
@@ -132,8 +133,7 @@ def _repair_published(
     BuildState(config).remove_stale_temp_files(todo)
     rebuilt: dict[str, dict[str, Any]] = {}
     processed = _write_shards(config, todo, lambda shard, marker: rebuilt.__setitem__(shard.name, marker))
-    differ = [name for name, marker in rebuilt.items()
-              if {k: marker[k] for k in SHARD_ENTRY_KEYS} != {k: recorded[name].get(k) for k in SHARD_ENTRY_KEYS}]
+    differ = [name for name, marker in rebuilt.items() if _shard_entry(marker) != _shard_entry(recorded[name])]
     if differ:
         log(f"{config.out}: rebuilt {', '.join(differ)} differ from the published bytes (the libraries changed since "
             "that build?); rebuilding every shard")
@@ -141,6 +141,11 @@ def _repair_published(
     manifest = published.refreshed or published.manifest
     manifest_io.write_manifest(manifest_file, manifest)
     return BuildResult(manifest_file, manifest, False, len(todo), len(shards) - len(todo), processed)
+
+
+def _shard_entry(record: dict[str, Any]) -> dict[str, Any]:
+    """The manifest entry of a shard, from its done-marker or its published entry."""
+    return {key: record.get(key) for key in manifest_io.SHARD_ENTRY_KEYS}
 
 
 def _source_record(config: BuildConfig, index: CocoIndex, source_sha: str, images: ImagesFingerprint) -> dict:
@@ -155,16 +160,13 @@ def _source_record(config: BuildConfig, index: CocoIndex, source_sha: str, image
 
 def _refuse_foreign_output(config: BuildConfig, state: BuildState, shards: list[PlannedShard], source: dict) -> None:
     """Refuse to mix with an unfinished build made differently, or with shard files of an unknown build."""
-    fix = "; pass --overwrite (overwrite: true) to replace it, or choose another output folder"
     fingerprint = state.read_fingerprint()
-    if fingerprint is not None and (
-        fingerprint.get("settings") != config.settings()
-        or manifest_io.source_identity(fingerprint.get("source")) != manifest_io.source_identity(source)
-    ):
+    if fingerprint is not None and not manifest_io.same_build(fingerprint, config.settings(), source):
         raise UserError(f"{config.out}: holds an unfinished build with other settings, another annotation file or "
-                        "other images" + fix)
+                        "other images" + REFUSAL_FIX)
     if fingerprint is None and any((config.out / s.name).exists() for s in shards):
-        raise UserError(f"{config.out}: holds shard files of an unknown build (no manifest, no build state)" + fix)
+        raise UserError(f"{config.out}: holds shard files of an unknown build (no manifest, no build state)"
+                        + REFUSAL_FIX)
 
 
 def _write_shards(

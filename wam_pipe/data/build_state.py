@@ -65,29 +65,40 @@ class BuildConfig:
     def suffix(self) -> str:
         return part_suffix(self.part, self.num_parts)
 
-    def validate(self) -> None:
-        """Raise `UserError` for values no build can use (checked before any work)."""
+    def value_problems(self) -> list[tuple[str, str]]:
+        """Every value no build can use, as (key, message), in the order `validate` reports them (paths aside)."""
         checks = [
-            (self.size >= 8, f"size: must be >= 8, got {self.size}"),
-            (self.samples_per_shard >= 1, f"samples_per_shard: must be >= 1, got {self.samples_per_shard}"),
-            (self.image_format in IMAGE_EXTENSIONS,
-             f"image_format: must be one of {sorted(IMAGE_EXTENSIONS)}, got {self.image_format!r}"),
-            (1 <= self.quality <= 100, f"quality: must be in 1..100, got {self.quality}"),
-            (0.0 <= self.max_skipped_fraction <= 1.0,
-             f"max_skipped_fraction: must be in [0, 1], got {self.max_skipped_fraction}"),
-            (self.num_parts >= 1, f"num_parts: must be >= 1, got {self.num_parts}"),
-            (0 <= self.part < max(self.num_parts, 1), f"part: must be in 0..{self.num_parts - 1}, got {self.part}"),
-            (self.workers is None or self.workers >= 0, f"workers: must be >= 0, got {self.workers}"),
+            (self.size >= 8, "size", f"must be >= 8, got {self.size}"),
+            (self.samples_per_shard >= 1, "samples_per_shard", f"must be >= 1, got {self.samples_per_shard}"),
+            (self.image_format in IMAGE_EXTENSIONS, "image_format",
+             f"must be one of {sorted(IMAGE_EXTENSIONS)}, got {self.image_format!r}"),
+            (1 <= self.quality <= 100, "quality", f"must be in 1..100, got {self.quality}"),
+            (0.0 <= self.max_skipped_fraction <= 1.0, "max_skipped_fraction",
+             f"must be in [0, 1], got {self.max_skipped_fraction}"),
+            (self.num_parts >= 1, "num_parts", f"must be >= 1, got {self.num_parts}"),
+            (0 <= self.part < max(self.num_parts, 1), "part", f"must be in 0..{self.num_parts - 1}, got {self.part}"),
+            (self.workers is None or self.workers >= 0, "workers",
+             f"must be >= 0 (unset = all cores), got {self.workers}"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise UserError(f"shard build: {message}")
+        return [(key, message) for ok, key, message in checks if not ok]
+
+    def validate(self) -> None:
+        """Raise `UserError` for values no build can use and missing inputs (checked before any work)."""
+        problems = self.value_problems()
+        if problems:
+            key, message = problems[0]
+            raise UserError(f"shard build: {key}: {message}")
         if not self.images.is_dir():
             raise UserError(f"{self.images}: image folder not found; pass the folder holding the JSON's file_names")
         if not self.annotations.is_file():
             raise UserError(f"{self.annotations}: annotation file not found; pass the COCO instances JSON")
-        if self.out.exists() and not self.out.is_dir():
-            raise UserError(f"{self.out}: exists and is not a folder; pass a folder for the shards (--out)")
+        check_output_dir(self.out)
+
+
+def check_output_dir(out: Path) -> None:
+    """Refuse an output path that is a file (before any work, so nothing is read or written in vain)."""
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: exists and is not a folder; pass a folder for the shards (--out)")
 
 
 def create_output_dir(out: Path) -> None:

@@ -97,6 +97,9 @@ def skip_kind(entry: dict[str, Any]) -> str:
     return next((kind for prefix, kind in prefixes.items() if reason.startswith(prefix)), "other")
 
 
+# The keys of a manifest's `shards` entries (a subset of each shard's done-marker).
+SHARD_ENTRY_KEYS = ("name", "samples", "bytes", "sha256")
+
 # The `source` keys that identify the inputs (the rest is descriptive, or a quick proxy: `images_folder_sha256`).
 SOURCE_IDENTITY_KEYS = ("annotations_sha256", "images_sha256")
 
@@ -107,9 +110,18 @@ def source_identity(source: dict[str, Any] | None) -> dict[str, Any]:
     return {key: source.get(key) for key in SOURCE_IDENTITY_KEYS}
 
 
-def same_build(manifest: dict[str, Any], settings: dict[str, Any], source: dict[str, Any]) -> bool:
-    """Whether an existing manifest was built from the same inputs with the same settings."""
-    return manifest.get("settings") == settings and source_identity(manifest.get("source")) == source_identity(source)
+def same_build(recorded: dict[str, Any], settings: dict[str, Any], source: dict[str, Any]) -> bool:
+    """Whether a recorded build (a manifest, or an unfinished build's state) has these settings and inputs.
+
+    A record from before image fingerprints (no `images_sha256`) is judged by its annotation file alone, as it was
+    when it was written (the rule `published.py` applies to such manifests).
+    """
+    if recorded.get("settings") != settings:
+        return False
+    old, new = source_identity(recorded.get("source")), source_identity(source)
+    if old["images_sha256"] is None:
+        return old["annotations_sha256"] == new["annotations_sha256"]
+    return old == new
 
 
 def describe_difference(old: dict[str, Any], new: dict[str, Any]) -> str:

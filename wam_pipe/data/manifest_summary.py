@@ -6,7 +6,7 @@ from collections import Counter
 from typing import Any
 
 from wam_pipe.data.coco_index import CocoIndex
-from wam_pipe.data.manifest import FORMAT, FORMAT_VERSION, SKIP_KINDS, skip_kind
+from wam_pipe.data.manifest import FORMAT, FORMAT_VERSION, SHARD_ENTRY_KEYS, SKIP_KINDS, skip_kind
 
 MAX_LISTED_IDS = 20
 
@@ -43,7 +43,7 @@ def assemble_manifest(
         "settings": settings,
         "source": source,
         "part": part,
-        "shards": [{k: m[k] for k in ("name", "samples", "bytes", "sha256")} for m in markers],
+        "shards": [{k: m[k] for k in SHARD_ENTRY_KEYS} for m in markers],
         "totals": totals_of(markers),
         "categories": categories,
         "skipped": [entry for m in markers for entry in m["skipped"]],

@@ -13,6 +13,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from wam_pipe.data.build_state import check_output_dir, create_output_dir
 from wam_pipe.data.manifest import MANIFEST_NAME, read_manifest, source_identity, write_manifest
 from wam_pipe.data.manifest_summary import totals_of
 from wam_pipe.errors import UserError
@@ -41,9 +42,10 @@ def _check_parts(parts: list[tuple[Path, dict[str, Any]]]) -> None:
             raise UserError(f"{path}: not a part manifest (no `part`); merge only part manifests")
         # The inputs' identity, not the whole `source`: parts built from copies of the images on different nodes
         # (whose folders may hold other, unlisted files) are parts of one build.
-        for field, value in (("settings", lambda m: m["settings"]), ("source", lambda m: source_identity(m["source"]))):
-            if value(manifest) != value(first):
-                raise UserError(f"{path}: {field} differ from {first_path}'s; all parts must come from one build")
+        if manifest["settings"] != first["settings"]:
+            raise UserError(f"{path}: settings differ from {first_path}'s; all parts must come from one build")
+        if source_identity(manifest["source"]) != source_identity(first["source"]):
+            raise UserError(f"{path}: source differ from {first_path}'s; all parts must come from one build")
     count = first["part"]["count"]
     indexes = Counter(m["part"]["index"] for _, m in parts)
     duplicated = sorted(i for i, n in indexes.items() if n > 1)
@@ -68,14 +70,10 @@ def _place_shard(source: Path, target: Path, expected_bytes: int) -> None:
 def merge_parts(inputs: list[str | Path], out: str | Path) -> tuple[Path, dict[str, Any]]:
     """Merge part manifests into `out/manifest.json`; returns (path, manifest)."""
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UserError(f"{out}: exists and is not a folder; pass a folder for the merged shards (--out)")
+    check_output_dir(out)
     parts = [(path, read_manifest(path)) for path in find_part_manifests(inputs)]
     _check_parts(parts)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise UserError(f"{out}: cannot create the output folder ({err.strerror or err}); pass another --out") from None
+    create_output_dir(out)
     shards: list[dict[str, Any]] = []
     for path, manifest in parts:
         for entry in manifest["shards"]:

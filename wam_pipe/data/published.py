@@ -18,7 +18,7 @@ from typing import Any
 
 from wam_pipe.data.build_state import BuildConfig
 from wam_pipe.data.coco_index import CocoIndex, load_coco_index
-from wam_pipe.data.image_fingerprint import fingerprint_images, quick_folder_sha256
+from wam_pipe.data.image_fingerprint import ImagesFingerprint, fingerprint_images, quick_folder_sha256
 from wam_pipe.data.manifest import describe_difference
 from wam_pipe.data.manifest_summary import skip_limit_exceeded
 from wam_pipe.errors import RunFailure, UserError
@@ -34,6 +34,7 @@ class PublishedBuild:
         manifest: the manifest as published.
         damaged: names of its shards that are missing or not the recorded size (to rebuild).
         index: the parsed JSON when checking the images needed it, else None.
+        fingerprint: the full image fingerprint when checking the images needed it (with `index`), else None.
         refreshed: the manifest with `source.images_folder_sha256` and `files_not_in_json` brought up to date, when
             files the JSON does not list changed since the build (else None).
     """
@@ -41,6 +42,7 @@ class PublishedBuild:
     manifest: dict[str, Any]
     damaged: list[str] = field(default_factory=list)
     index: CocoIndex | None = None
+    fingerprint: ImagesFingerprint | None = None
     refreshed: dict[str, Any] | None = None
 
 
@@ -52,10 +54,10 @@ def check_published(config: BuildConfig, manifest: dict[str, Any], annotations_s
         RunFailure: the published build skipped more images than `config.max_skipped_fraction` allows.
     """
     _refuse_other_build(config, manifest, annotations_sha256)
-    index, refreshed = _check_images(config, manifest)
+    index, fingerprint, refreshed = _check_images(config, manifest)
     _enforce_published_skip_limit(config, manifest)
     damaged = [s["name"] for s in manifest["shards"] if not _has_size(config.out / s["name"], s["bytes"])]
-    return PublishedBuild(manifest, damaged, index, refreshed)
+    return PublishedBuild(manifest, damaged, index, fingerprint, refreshed)
 
 
 def _refuse_other_build(config: BuildConfig, manifest: dict[str, Any], annotations_sha256: str) -> None:
@@ -68,14 +70,17 @@ def _refuse_other_build(config: BuildConfig, manifest: dict[str, Any], annotatio
         raise UserError(f"{config.out}: holds shards built differently ({diff})" + REFUSAL_FIX)
 
 
-def _check_images(config: BuildConfig, manifest: dict[str, Any]) -> tuple[CocoIndex | None, dict[str, Any] | None]:
+def _check_images(
+    config: BuildConfig, manifest: dict[str, Any],
+) -> tuple[CocoIndex | None, ImagesFingerprint | None, dict[str, Any] | None]:
+    """(index, fingerprint, refreshed manifest), each None when the check did not need it."""
     source = manifest.get("source") or {}
     recorded = source.get("images_sha256")
     if recorded is None:  # a manifest from before image fingerprints
-        return None, None
+        return None, None, None
     folder = source.get("images_folder_sha256")
     if folder is not None and quick_folder_sha256(config.images) == folder:
-        return None, None
+        return None, None, None
     index = load_coco_index(config.annotations)
     fingerprint = fingerprint_images(config.images, index)
     if fingerprint.listed_sha256 != recorded:
@@ -86,7 +91,7 @@ def _check_images(config: BuildConfig, manifest: dict[str, Any]) -> tuple[CocoIn
         )
     refreshed = {**manifest, "source": {**source, **fingerprint.source_fields()},
                  "files_not_in_json": fingerprint.files_not_in_json}
-    return index, (refreshed if refreshed != manifest else None)
+    return index, fingerprint, (refreshed if refreshed != manifest else None)
 
 
 def _enforce_published_skip_limit(config: BuildConfig, manifest: dict[str, Any]) -> None:

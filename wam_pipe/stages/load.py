@@ -77,11 +77,10 @@ class Load:
     @classmethod
     def check_config(cls, node: dict) -> list[tuple[str, str]]:
         """`wam-pipe validate`: the value ranges that `setup` checks, all at once, as (key, message)."""
-        args = {k: v for k, v in node.items() if not (k.startswith("_") and k.endswith("_"))}
-        try:
-            return cls(**args)._value_problems()
-        except TypeError:  # wrong types or names: the signature check reports them
-            return []
+        from wam_pipe.config.signature import instance_for_check
+
+        load = instance_for_check(cls, node)  # None on wrong types or names: the signature check reports them
+        return load._value_problems() if load is not None else []
 
     def _value_problems(self) -> list[tuple[str, str]]:
         from wam_pipe.data.decode import DECODERS

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from wam_pipe.errors import UserError
 from wam_pipe.runner.context import RunContext
+
+if TYPE_CHECKING:
+    from wam_pipe.data.build_state import BuildConfig
 
 
 class ShardBuild:
@@ -48,26 +52,16 @@ class ShardBuild:
     @classmethod
     def check_config(cls, node: dict) -> list[tuple[str, str]]:
         """`wam-pipe validate`: every value the build would refuse, as (key, message), before any work is done."""
-        from wam_pipe.data.prepare import IMAGE_EXTENSIONS
+        from wam_pipe.config.signature import instance_for_check
 
-        args = {k: v for k, v in node.items() if not (k.startswith("_") and k.endswith("_"))}
-        try:
-            b = cls(**args)
-        except TypeError:  # wrong names or types: the signature check reports them
+        stage = instance_for_check(cls, node)
+        if stage is None:  # wrong names or types: the signature check reports them
             return []
-        checks = [
-            (b.size >= 8, "size", f"must be >= 8, got {b.size}"),
-            (b.samples_per_shard >= 1, "samples_per_shard", f"must be >= 1, got {b.samples_per_shard}"),
-            (b.workers is None or b.workers >= 0, "workers", f"must be >= 0 (null = all cores), got {b.workers}"),
-            (b.image_format in IMAGE_EXTENSIONS, "image_format",
-             f"must be one of {sorted(IMAGE_EXTENSIONS)}, got {b.image_format!r}"),
-            (1 <= b.quality <= 100, "quality", f"must be in 1..100, got {b.quality}"),
-            (0.0 <= b.max_skipped_fraction <= 1.0, "max_skipped_fraction",
-             f"must be in [0, 1], got {b.max_skipped_fraction}"),
-            (b.synthesize >= 0, "synthesize", f"must be >= 0 (0 = off), got {b.synthesize}"),
-            (b.wait_timeout_s > 0, "wait_timeout_s", f"must be > 0, got {b.wait_timeout_s}"),
+        own = [
+            (stage.synthesize >= 0, "synthesize", f"must be >= 0 (0 = off), got {stage.synthesize}"),
+            (stage.wait_timeout_s > 0, "wait_timeout_s", f"must be > 0, got {stage.wait_timeout_s}"),
         ]
-        return [(key, message) for ok, key, message in checks if not ok]
+        return stage._config().value_problems() + [(key, message) for ok, key, message in own if not ok]
 
     def run(self, ctx: RunContext) -> None:
         """Build on rank 0 (or confirm it is up to date); wait for the manifest elsewhere."""
@@ -81,7 +75,6 @@ class ShardBuild:
 
     def _build(self, ctx: RunContext) -> None:
         from wam_pipe.data.build import build_shards
-        from wam_pipe.data.build_state import BuildConfig
         from wam_pipe.data.manifest_summary import summary_lines
 
         if self.synthesize > 0:
@@ -90,12 +83,7 @@ class ShardBuild:
             if write_synthetic_coco(self.images, self.annotations, self.synthesize, seed=self.synthesize_seed,
                                     workers=self.workers):
                 ctx.log(f"shard-build: wrote a synthetic COCO dataset of {self.synthesize} images to {self.images}")
-        config = BuildConfig(
-            images=Path(self.images), annotations=Path(self.annotations), out=Path(self.out), size=self.size,
-            samples_per_shard=self.samples_per_shard, workers=self.workers, image_format=self.image_format,
-            quality=self.quality, overwrite=self.overwrite, max_skipped_fraction=self.max_skipped_fraction,
-        )
-        result = build_shards(config, log=ctx.log)
+        result = build_shards(self._config(), log=ctx.log)
         if result.noop:
             ctx.log(f"shard-build: {self.out} is up to date")
         else:
@@ -103,6 +91,16 @@ class ShardBuild:
                     f"{result.seconds:.1f} s, reused {result.reused_shards}")
         for line in summary_lines(result.manifest, f"shard-build: {result.manifest_path}"):
             ctx.log(line)
+
+    def _config(self) -> BuildConfig:
+        """The build this stage runs (no I/O: `BuildConfig.validate` checks the paths when the build starts)."""
+        from wam_pipe.data.build_state import BuildConfig
+
+        return BuildConfig(
+            images=Path(self.images), annotations=Path(self.annotations), out=Path(self.out), size=self.size,
+            samples_per_shard=self.samples_per_shard, workers=self.workers, image_format=self.image_format,
+            quality=self.quality, overwrite=self.overwrite, max_skipped_fraction=self.max_skipped_fraction,
+        )
 
     def _wait_for_manifest(self) -> None:
         from wam_pipe.data.manifest import MANIFEST_NAME
