@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from wam_pipe.augment import non_overlapping_boxes
-from wam_pipe.eval.multi import decode_per_region, evaluate_multi_batch, multi_table, visible_masks
+from wam_pipe.augment.masks import exclusive_in_splice_order
+from wam_pipe.eval.multi import decode_per_region, evaluate_multi_batch, multi_table
 from wam_pipe.models import ConvEmbedder, ConvExtractor, Watermarker
 
 
@@ -15,7 +16,7 @@ def test_later_watermarks_cover_earlier_ones():
     masks[0, 0, 0, 0:4] = 1
     masks[0, 1, 0, 2:6] = 1  # covers pixels 2-3 of the first
     masks[0, 2, 0, 5] = 1    # covers pixel 5 of the second
-    visible = visible_masks(masks)[0, :, 0]
+    visible = exclusive_in_splice_order(masks)[0, :, 0]
     assert visible.tolist() == [[1, 1, 0, 0, 0, 0], [0, 0, 1, 1, 1, 0], [0, 0, 0, 0, 0, 1]]
 
 

@@ -80,3 +80,21 @@ def test_a_streak_continues_across_reads():
     meter.update(losses(math.nan, adversarial=math.nan), step=12)
     with pytest.raises(RunFailure, match=r"^step 10: the loss term 'adversarial'"):
         meter.read()
+
+
+def test_a_meter_sharing_the_watch_reports_its_failures_without_watching_again():
+    """The per-epoch meter beside the per-log one: the watch counts each step once, both reads report it."""
+    meter = MetricMeter(tolerate_nonfinite=2, precision="fp16")
+    epoch_meter = MetricMeter.sharing_watch(meter)
+    for step in (1, 2):                                               # 2 in a row: tolerated (a second watch
+        for m in (meter, epoch_meter):                                # counting them would make it 4)
+            m.update(losses(math.nan, decoding=math.nan), step=step)
+    assert meter.read() == {"bit_acc": 0.75}
+    meter.update(losses(1.0, decoding=1.0), step=3)
+    epoch_meter.update(losses(1.0, decoding=1.0), step=3)
+    assert epoch_meter.read() == {"loss": 1.0, "loss_decoding": 1.0, "bit_acc": 0.75}
+    for step in (4, 5, 6):                                            # the epoch's tail, after the last log read
+        for m in (meter, epoch_meter):
+            m.update(losses(math.nan, perceptual=math.inf), step=step)
+    with pytest.raises(RunFailure, match=r"^step 4: the loss term 'perceptual' became NaN or inf and stayed so"):
+        epoch_meter.read()

@@ -16,7 +16,7 @@ from wam_pipe.config import resolvers  # noqa: F401  (registers ${mul:...} & co.
 from wam_pipe.config.build import build_node, build_stages
 from wam_pipe.config.overrides import apply_overrides
 from wam_pipe.config.pipeline_file import STAGE_KINDS, TOP_LEVEL_KEYS, load_yaml
-from wam_pipe.config.validate import UNRESOLVED, check, errors_for
+from wam_pipe.config.validate import check, errors_for
 from wam_pipe.errors import ConfigError
 
 __all__ = ["Pipeline", "compose", "build_stages", "build_node", "STAGE_KINDS", "TOP_LEVEL_KEYS"]
@@ -66,14 +66,6 @@ def compose(path: str | Path, overrides: list[str] | None = None) -> Pipeline:
     return Pipeline(file=file, cfg=cfg, resolved=report.resolved, overrides=overrides)
 
 
-def _contains_unresolved(node: Any) -> bool:
-    if isinstance(node, dict):
-        return any(_contains_unresolved(v) for v in node.values())
-    if isinstance(node, list):
-        return any(_contains_unresolved(v) for v in node)
-    return node is UNRESOLVED
-
-
 def _build_errors(resolved: dict[str, Any], file: str, errors: list[str]) -> list[str]:
     """Constructor errors of the stages that validation found nothing wrong with."""
     stages = resolved.get("stages")
@@ -81,7 +73,7 @@ def _build_errors(resolved: dict[str, Any], file: str, errors: list[str]) -> lis
         return []
     clean = [kind for kind, node in stages.items()
              if kind in STAGE_KINDS and isinstance(node, dict) and "_target_" in node
-             and not errors_for(f"stages.{kind}", errors) and not _contains_unresolved(node)]
+             and not errors_for(f"stages.{kind}", errors)]  # an unresolved value inside has its error line
     try:
         build_stages(resolved, file, kinds=clean)
     except ConfigError as err:

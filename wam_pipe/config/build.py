@@ -12,6 +12,7 @@ from hydra.errors import InstantiationException
 from hydra_zen import instantiate
 from omegaconf import OmegaConf
 
+from wam_pipe.config.validate import target_nodes
 from wam_pipe.errors import ConfigError
 
 
@@ -42,24 +43,6 @@ def build_node(node: dict[str, Any], path: str, file: str) -> Any:
         raise ConfigError([f"{file}: {where}: could not build: {type(cause).__name__}: {message}"]) from err
 
 
-def _components_below(node: Any, path: str) -> list[tuple[str, dict]]:
-    """The `_target_` nodes strictly below `node`, deepest first (a child before its parent)."""
-    found: list[tuple[str, dict]] = []
-    if isinstance(node, dict):
-        children = [(f"{path}.{k}", v) for k, v in node.items() if k not in ("_target_", "_args_")]
-        args = node.get("_args_")
-        children += [(f"{path}._args_.{i}", v) for i, v in enumerate(args)] if isinstance(args, list) else []
-    elif isinstance(node, list):
-        children = [(f"{path}.{i}", v) for i, v in enumerate(node)]
-    else:
-        return found
-    for child_path, child in children:
-        found.extend(_components_below(child, child_path))
-        if isinstance(child, dict) and "_target_" in child:
-            found.append((child_path, child))
-    return found
-
-
 def build_stage(node: dict[str, Any], path: str, file: str) -> Any:
     """`build_node` for a stage; when it fails, every failing component inside it is reported, not just the first.
 
@@ -70,19 +53,19 @@ def build_stage(node: dict[str, Any], path: str, file: str) -> Any:
         return build_node(node, path, file)
     except ConfigError as err:
         first = err
-    errors: list[str] = []
-    failed: list[str] = []
-    for child_path, child in _components_below(node, path):
+    in_order = [n for n in target_nodes(node, path) if n[0] != path]  # the components inside, document order
+    failed: dict[str, list[str]] = {}
+    for child_path, child in reversed(in_order):  # reversed pre-order: each child before its parent
         if any(f.startswith(f"{child_path}.") for f in failed):
             continue  # its failure follows from a failing component inside it, already reported
         try:
             build_node(child, child_path, file)
         except ConfigError as err:
-            errors.extend(err.errors)
-            failed.append(child_path)
-    if not errors:
+            failed[child_path] = err.errors
+    if not failed:
         raise first
-    raise ConfigError(errors) from first
+    # Reported in document order: no failed component lies inside another, so this is the order they appear in.
+    raise ConfigError([e for child_path, _ in in_order for e in failed.get(child_path, [])]) from first
 
 
 def build_stages(resolved: dict[str, Any], file: str, kinds: list[str] | None = None) -> dict[str, Any]:

@@ -94,10 +94,6 @@ class BatchRing:
         self.__dict__.update(state)
         self._send_lock = threading.Lock()
 
-    @property
-    def nbytes(self) -> int:
-        return self.images.numel() + self.masks.numel()
-
     # --- worker side ---------------------------------------------------------------------------------------------
 
     def start_epoch(self, worker: int) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from wam_pipe.augment.masks import exclusive_in_splice_order
 from wam_pipe.eval.accumulate import MetricTable
 from wam_pipe.eval.single import to_prediction_size
 from wam_pipe.metrics import bit_accuracy_counts, detection_stats
@@ -29,16 +30,6 @@ def multi_table(sources: list[str], max_watermarks: int, device: torch.device) -
     cells = [{"source": source, "roll": roll, "k": k} for source in sources for roll in (False, True)
              for k in range(1, max_watermarks + 1)]
     return MetricTable(cells, MULTI_METRICS, device)
-
-
-def visible_masks(masks: torch.Tensor) -> torch.Tensor:
-    """Masks `(B, k, H, W)` minus what later watermarks cover: the pixels that still carry each message."""
-    covered = torch.zeros_like(masks[:, :1])
-    visible = []
-    for j in range(masks.shape[1] - 1, -1, -1):  # the last splice is on top
-        visible.append(masks[:, j : j + 1] * (1 - covered))
-        covered = torch.maximum(covered, masks[:, j : j + 1])
-    return torch.cat(visible[::-1], dim=1)  # (B, k, H, W)
 
 
 def decode_per_region(bits: torch.Tensor, det: torch.Tensor,
@@ -111,6 +102,7 @@ def evaluate_multi_batch(model: Any, table: MetricTable, sources: list[str], img
                 spliced = spliced * (1 - mask) + shift(marked[k]) * mask
                 with autocast_for(device, precision):
                     preds = model.detect(spliced).float()  # (B, 1 + nbits, h, w)
-                visible = to_prediction_size(visible_masks(shift(masks[:, : k + 1])), preds.shape[-2:])
+                # The pixels that still carry each message: later splices cover earlier ones.
+                visible = to_prediction_size(exclusive_in_splice_order(shift(masks[:, : k + 1])), preds.shape[-2:])
                 _add_step(table, cell, preds, shift(msgs[:, : k + 1]), visible)
                 cell += 1

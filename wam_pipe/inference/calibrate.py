@@ -1,27 +1,24 @@
 """Measure what `detect` sees on clean and on watermarked photos, to choose `--min-fraction` for a model.
 
-    python -m wam_pipe.inference.calibrate --checkpoint C.pt --images DIR [--limit 80] [--json OUT.json]
-
-For each photo of DIR (sorted, the first `--limit`), six cases: the clean photo, the photo watermarked over its
-whole surface, and watermarked inside a fixed box of 20% of its area (x 10-50%, y 12.5-62.5%), each also after a
-JPEG (quality 80) round trip. Each photo gets its own seeded random message. For each case the table gives the
-quantiles over photos of:
+The computation behind `wam-pipe calibrate --checkpoint C.pt --images DIR [--limit 80] [--json OUT.json]`
+(wam_pipe/cli/calibrate_cmd.py). For each photo of DIR (sorted, the first `limit`), six cases: the clean photo,
+the photo watermarked over its whole surface, and watermarked inside a fixed box of 20% of its area (x 10-50%,
+y 12.5-62.5%), each also after a JPEG (quality 80) round trip. Each photo gets its own seeded random message.
+For each case the table gives the quantiles over photos of:
 - `fraction`: share of the pixels predicted watermarked (detection logit > 0);
 - `region`: share of the image covered by the largest connected predicted region (what `--min-fraction` tests);
 - `bit_conf`: mean |2 sigmoid(bit logit) - 1| over the predicted pixels (0 = coin flips, 1 = certain; 0 when
   nothing is predicted);
 - `bit_acc`: decoded message vs the embedded one (watermarked cases);
-and the share of photos reported as watermarked at each `--threshold`. These are the numbers of docs/eval.md.
+and the share of photos reported as watermarked at each threshold. These are the numbers of docs/eval.md.
 """
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
-import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -92,58 +89,41 @@ def print_table(summary: dict[str, Any], photos: int) -> None:
                 print(f"  {key:9s} " + " / ".join(f"{v:.4f}" for v in q.values()))
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m wam_pipe.inference.calibrate", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, help="a .pt file written by wam-pipe training")
-    parser.add_argument("--images", required=True, help="a folder of clean photos (.jpg, .jpeg, .png)")
-    parser.add_argument("--limit", type=int, default=80, help="photos to use (default 80)")
-    parser.add_argument("--threshold", type=float, action="append",
-                        help=f"--min-fraction values to report detection rates for (default {DEFAULT_MIN_FRACTION})")
-    parser.add_argument("--seed", type=int, default=0, help="messages are drawn from seed + photo index")
-    parser.add_argument("--json", help="also write the per-photo numbers and the summary to this file")
-    parser.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
-    return parser.parse_args(argv)
+def calibrate(checkpoint: str | Path, images: str | Path, limit: int = 80, thresholds: Sequence[float] = (),
+              seed: int = 0, json_path: str | Path | None = None, device: torch.device | str = "cpu",
+              allow_targets: Sequence[str] = ()) -> dict[str, Any]:
+    """Measure every case on every photo; print the table; return the summary.
 
-
-def run(args: argparse.Namespace) -> dict[str, Any]:
-    """Measure every case on every photo; print the table; return the summary."""
+    Args:
+        checkpoint: a `.pt` file written by wam-pipe training.
+        images: a folder of clean photos (.jpg, .jpeg, .png); the first `limit` in name order are used.
+        limit: photos to use (default 80).
+        thresholds: `--min-fraction` values to report detection rates for (default: `DEFAULT_MIN_FRACTION`).
+        seed: photo i gets a random message drawn from seed + i (default 0).
+        json_path: also write the per-photo numbers and the summary there (default: none).
+        device: where the model runs (default cpu).
+        allow_targets: extra import patterns to trust in the checkpoint's config (custom components).
+    """
     from wam_pipe.errors import UserError
     from wam_pipe.inference.loading import load_watermarker
 
-    folder = Path(args.images)
+    folder = Path(images)
     if not folder.is_dir():
         raise UserError(f"{folder}: no such folder; give a folder of clean photos")
-    photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:args.limit]
+    photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
     if not photos:
         raise UserError(f"{folder}: no .jpg/.jpeg/.png photos; give a folder of clean photos")
-    loaded = load_watermarker(args.checkpoint, args.device)
+    loaded = load_watermarker(checkpoint, device, allow_targets)
     rows = []
     for index, photo in enumerate(photos):
-        generator = torch.Generator().manual_seed(args.seed + index)
+        generator = torch.Generator().manual_seed(seed + index)
         message = torch.randint(0, 2, (loaded.nbits,), generator=generator).float()
-        images = case_images(loaded.model, read_image(photo), message)
-        rows.append({case: measure(loaded.model, images[case], None if case.startswith("clean") else message)
+        case_imgs = case_images(loaded.model, read_image(photo), message)
+        rows.append({case: measure(loaded.model, case_imgs[case], None if case.startswith("clean") else message)
                      for case in CASES})
-    summary = summarize(rows, args.threshold or [DEFAULT_MIN_FRACTION])
+    summary = summarize(rows, list(thresholds) or [DEFAULT_MIN_FRACTION])
     print_table(summary, len(photos))
-    if args.json:
-        Path(args.json).write_text(json.dumps({"checkpoint": str(args.checkpoint), "photos": [p.name for p in photos],
+    if json_path:
+        Path(json_path).write_text(json.dumps({"checkpoint": str(checkpoint), "photos": [p.name for p in photos],
                                                "rows": rows, "summary": summary}, indent=1))
     return summary
-
-
-def main(argv: list[str] | None = None) -> int:
-    from wam_pipe.errors import UserError
-
-    try:
-        run(parse_args(argv))
-    except UserError as err:  # as the wam-pipe CLI: one line per problem, no traceback, exit 2
-        for line in err.lines:
-            print(line, file=sys.stderr)
-        return err.exit_code
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

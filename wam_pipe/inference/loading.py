@@ -82,9 +82,6 @@ def build_model(node: dict[str, Any], source: str, allow_targets: Sequence[str] 
     pipeline = {"version": 1, "name": "checkpoint-model", "allow_targets": list(allow_targets),
                 "stages": {"step": node}}
     resolved, errors = validate(OmegaConf.create(pipeline), source)
-    # Only what concerns the model counts: rules about whole pipelines (e.g. a step needs a load stage) are about
-    # the scaffold built here, not about the checkpoint.
-    errors = [e for e in errors if f": {MODEL_PATH}." in e or f": {MODEL_PATH}:" in e]
     if errors:
         hint = (" (a custom component needs its import path trusted: --allow-target PATTERN, or eval.allow_targets)"
                 if any("is not allowed" in e for e in errors) else "")

@@ -15,6 +15,7 @@ import torch.distributed as dist
 
 from wam_pipe.errors import UserError
 from wam_pipe.runner.context import RunContext
+from wam_pipe.runner.settings import parse_device
 
 
 def env_coordinates() -> tuple[int, int, int]:
@@ -24,15 +25,19 @@ def env_coordinates() -> tuple[int, int, int]:
 
 
 def pick_device(requested: str, local_rank: int) -> torch.device:
-    if requested == "auto":
+    """The device of `requested` (a `run.device` value, read by `parse_device` as validation reads it): "cuda"
+    and "auto" with CUDA mean this rank's GPU (`local_rank`)."""
+    parsed = parse_device(requested)
+    if parsed is None:
+        raise UserError(f"run.device: unknown device '{requested}'; use auto, cpu, cuda or cuda:N")
+    kind, index = parsed
+    if kind == "auto":
         return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
-    if requested.startswith("cuda"):
+    if kind == "cuda":
         if not torch.cuda.is_available():
             raise UserError(f"run.device: '{requested}' but no CUDA device is visible; use run.device=cpu or auto")
-        return torch.device(requested) if ":" in requested else torch.device("cuda", local_rank)
-    if requested == "cpu":
-        return torch.device("cpu")
-    raise UserError(f"run.device: unknown device '{requested}'; use auto, cpu, cuda or cuda:N")
+        return torch.device("cuda", local_rank if index is None else index)
+    return torch.device("cpu")
 
 
 def init_process_group(device: torch.device, backend: str, world_size: int) -> None:

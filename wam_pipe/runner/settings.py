@@ -6,7 +6,7 @@ import dataclasses
 import re
 from typing import Any, Literal, Optional
 
-DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
+_DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(?::(\d+))?")
 # (key, least value): counts and cadences; 0 has a meaning only where the docstring says so.
 _AT_LEAST = (("epochs", 1), ("steps_per_epoch", 1), ("eval_every", 0), ("log_every", 1), ("checkpoint_every", 1),
              ("keep_checkpoints", 0), ("max_nonfinite_steps", 0))
@@ -97,6 +97,16 @@ def value_problems(run: dict[str, Any]) -> list[tuple[str, str]]:
         if isinstance(value, int) and not isinstance(value, bool) and value < least:
             problems.append((key, f"must be >= {least}{_ZERO_MEANS.get(key, '')}, got {value}"))
     device = run.get("device")
-    if isinstance(device, str) and not DEVICE_PATTERN.fullmatch(device):
+    if isinstance(device, str) and parse_device(device) is None:
         problems.append(("device", f"unknown device {device!r}; use auto, cpu, cuda or cuda:N"))
     return problems
+
+
+def parse_device(device: str) -> tuple[str, int | None] | None:
+    """The one reading of a `run.device` value: ("auto" | "cpu" | "cuda", index or None) for "auto", "cpu",
+    "cuda" and "cuda:N"; None for anything else."""
+    found = _DEVICE_PATTERN.fullmatch(device)
+    if found is None:
+        return None
+    index = found.group(1)
+    return device.split(":")[0], None if index is None else int(index)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
+from wam_pipe.data.tar_io import atomic_write_bytes
 from wam_pipe.runner.context import RunContext
 from wam_pipe.runner.meter import format_metrics
 
@@ -59,8 +59,9 @@ class TrainLog:
 
 def discard_records_after(path: Path, step: int) -> int:
     """Keep the JSON-lines records of `path` with `"step"` <= `step` (and those without a step); drop the rest and
-    any line that is not valid JSON (a write cut short by a kill). The file is replaced atomically (temp name,
-    fsync, rename) and only when something is dropped. Returns the number of dropped lines."""
+    any line that is not valid JSON (a write cut short by a kill). The file is replaced atomically
+    (`atomic_write_bytes`: temp name, fsync, rename) and only when something is dropped. Returns the number of
+    dropped lines."""
     if not path.is_file():
         return 0
     kept, dropped = [], 0
@@ -77,12 +78,7 @@ def discard_records_after(path: Path, step: int) -> int:
             continue
         kept.append(line + "\n")
     if dropped:
-        tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "w") as f:
-            f.writelines(kept)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        atomic_write_bytes(path, "".join(kept).encode())
     return dropped
 
 
