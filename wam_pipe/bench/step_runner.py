@@ -236,8 +236,8 @@ def _train(runtime: ArmRuntime, batches: Iterator[dict[str, Any]], meter: Metric
 
 def _memory_steps(runtime: ArmRuntime, steps: int) -> int:
     batches = (runtime.batches[i % len(runtime.batches)] for i in range(steps))
-    tolerate = runtime.settings.max_nonfinite_steps if runtime.ctx.precision == "fp16" else 0
-    images, _ = _train(runtime, batches, MetricMeter(tolerate, runtime.ctx.precision))
+    images, _ = _train(runtime, batches, MetricMeter.for_run(runtime.ctx.precision,
+                                                              runtime.settings.max_nonfinite_steps))
     return images
 
 
@@ -245,8 +245,8 @@ def _loader_steps(runtime: ArmRuntime, steps: int) -> tuple[int, float]:
     runtime.loader_epoch += 1
     iterator = runtime.load.epoch(runtime.loader_epoch)
     limited = (batch for _, batch in zip(range(steps), iterator))
-    tolerate = runtime.settings.max_nonfinite_steps if runtime.ctx.precision == "fp16" else 0
+    meter = MetricMeter.for_run(runtime.ctx.precision, runtime.settings.max_nonfinite_steps)
     try:
-        return _train(runtime, limited, MetricMeter(tolerate, runtime.ctx.precision))
+        return _train(runtime, limited, meter)
     finally:
         iterator.close()

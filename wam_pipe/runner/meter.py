@@ -109,6 +109,12 @@ class MetricMeter:
         self.counts: dict[str, torch.Tensor] = {}
 
     @classmethod
+    def for_run(cls, precision: str, max_nonfinite_steps: int) -> MetricMeter:
+        """The meter of a training run: only fp16 (whose GradScaler skips such steps itself) tolerates up to
+        `run.max_nonfinite_steps` non-finite steps in a row; with bf16/fp32 the first one is fatal."""
+        return cls(tolerate_nonfinite=max_nonfinite_steps if precision == "fp16" else 0, precision=precision)
+
+    @classmethod
     def sharing_watch(cls, meter: MetricMeter) -> MetricMeter:
         """A meter whose `read()` reports the failures of `meter`'s watch; `meter.update` keeps that watch current
         (so update both meters with the same steps)."""

@@ -62,15 +62,13 @@ def train(ctx: RunContext, settings: RunSettings, stages: dict[str, Any], run_di
                 f"again use --overwrite")
         log.close()
         return
-    # NaN/inf policy: only fp16 (whose GradScaler skips such steps) tolerates a few in a row.
-    tolerate_nonfinite = settings.max_nonfinite_steps if ctx.precision == "fp16" else 0
     ctx.log(f"training {settings.epochs} epochs x {int(steps_per_epoch)} steps on {ctx.world_size} x {ctx.device} "
             f"({ctx.precision})")
 
     for epoch in range(start_epoch, settings.epochs):
         seed_everything(settings.seed, ctx.rank, epoch)
         step.train()
-        meter = MetricMeter(tolerate_nonfinite=tolerate_nonfinite, precision=ctx.precision)
+        meter = MetricMeter.for_run(ctx.precision, settings.max_nonfinite_steps)
         # The epoch meter reports the failures of the per-log meter's NaN/inf watch, which runs once per step.
         epoch_meter, clock = MetricMeter.sharing_watch(meter), LoopClock()
         batches = iter(load.epoch(epoch))
