@@ -22,7 +22,7 @@ from torchvision.transforms import functional as F
 
 from wam_pipe.data.coco_index import load_coco_index
 from wam_pipe.data.imageops import crop_geometry, resize_crop_masks
-from wam_pipe.data.prepare import full_resolution_rles
+from wam_pipe.data.shards.prepare import full_resolution_rles
 from wam_pipe.data.rle import decode_rles
 
 

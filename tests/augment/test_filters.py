@@ -10,7 +10,7 @@ from scipy import ndimage
 
 from wam_pipe.augment import GaussianBlur, MedianFilter
 from wam_pipe.augment import filters as filters_module
-from wam_pipe.imaging import from_unit, to_unit
+from wam_pipe.core.imaging import from_unit, to_unit
 
 
 def _pixels(batch: int = 2, height: int = 32, width: int = 40) -> torch.Tensor:

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from wam_pipe.augment import JPEG
-from wam_pipe.imaging import from_unit, to_uint8, to_unit
+from wam_pipe.core.imaging import from_unit, to_uint8, to_unit
 
 
 def _photo_like(batch: int = 2, size: int = 64) -> torch.Tensor:

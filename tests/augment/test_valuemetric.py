@@ -7,7 +7,7 @@ import torch
 import torchvision.transforms.functional as TF
 
 from wam_pipe.augment import Brightness, ColorJitter, Contrast, Hue, Saturation
-from wam_pipe.imaging import from_unit, to_unit
+from wam_pipe.core.imaging import from_unit, to_unit
 
 TORCHVISION = {
     "brightness": TF.adjust_brightness,

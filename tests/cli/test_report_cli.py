@@ -9,7 +9,7 @@ import torch
 
 from wam_pipe.cli import main
 from wam_pipe.models import ConvEmbedder, ConvExtractor, Watermarker
-from wam_pipe.runner.context import RunContext
+from wam_pipe.core.context import RunContext
 from wam_pipe.stages.eval import Eval
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from wam_pipe.config import build_stages, compose
-from wam_pipe.errors import ConfigError
+from wam_pipe.core.errors import ConfigError
 
 PARTS = '''\
 class Part:

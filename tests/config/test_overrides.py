@@ -7,7 +7,7 @@ import textwrap
 import pytest
 
 from wam_pipe.config import compose
-from wam_pipe.errors import ConfigError
+from wam_pipe.core.errors import ConfigError
 
 BODY = """\
 version: 1

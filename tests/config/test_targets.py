@@ -8,7 +8,7 @@ import pytest
 
 from wam_pipe.config import compose
 from wam_pipe.config.targets import TargetError, TargetNotAllowed, disallowed_reason, import_allowed
-from wam_pipe.errors import ConfigError
+from wam_pipe.core.errors import ConfigError
 
 
 @pytest.mark.parametrize("target", [

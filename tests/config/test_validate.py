@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from wam_pipe.config import compose
-from wam_pipe.errors import ConfigError
+from wam_pipe.core.errors import ConfigError
 
 
 def write(tmp_path: Path, body: str, name: str = "p.yaml") -> Path:
@@ -141,7 +141,7 @@ def test_stage_class_must_match_its_key(tmp_path):
 
 
 def test_missing_file_and_bad_yaml(tmp_path):
-    from wam_pipe.errors import UserError
+    from wam_pipe.core.errors import UserError
 
     with pytest.raises(UserError, match="no such pipeline file"):
         compose(tmp_path / "nope.yaml")

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from wam_pipe.data.build import build_shards
-from wam_pipe.data.build_state import BuildConfig
+from wam_pipe.data.shards.build import build_shards
+from wam_pipe.data.shards.build_state import BuildConfig
 from wam_pipe.data.synth import write_synthetic_coco
 
 SYNTH_IMAGES = 36

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from wam_pipe.data.coco_index import load_coco_index, sample_key
-from wam_pipe.errors import UserError
+from wam_pipe.core.errors import UserError
 
 
 def _write(path, data) -> None:

@@ -67,7 +67,7 @@ def test_any_mode_becomes_rgb():
 def test_mask_alignment_on_real_coco_beats_legacy_nearest(coco_tiny):
     """Mean IoU per instance against an area-resampled (BOX, >= 0.5) reference, on part of coco_tiny."""
     from wam_pipe.data.coco_index import load_coco_index
-    from wam_pipe.data.prepare import full_resolution_rles
+    from wam_pipe.data.shards.prepare import full_resolution_rles
     from wam_pipe.data.rle import decode_rles
 
     index = load_coco_index(coco_tiny / "annotations" / "instances_val2017.json")

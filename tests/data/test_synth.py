@@ -8,7 +8,7 @@ from PIL import Image
 
 from wam_pipe.data.rle import decode_rles, segmentation_to_rle
 from wam_pipe.data.synth import write_synthetic_coco
-from wam_pipe.errors import UserError
+from wam_pipe.core.errors import UserError
 
 
 def test_dataset_has_the_promised_content(synth_coco):

@@ -12,7 +12,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from eval_fakes import FakeLoad, tiny_model
 
-from wam_pipe.runner.context import RunContext
+from wam_pipe.core.context import RunContext
 from wam_pipe.stages.eval import Eval
 
 

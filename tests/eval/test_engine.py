@@ -10,7 +10,7 @@ from PIL import Image
 from wam_pipe.eval.engine import EvalPlan, evaluate_batches
 from wam_pipe.eval.grid import Grid, build_settings
 from wam_pipe.eval.pictures import grid_picture_size
-from wam_pipe.runner.context import RunContext
+from wam_pipe.core.context import RunContext
 
 
 def plan(**kw) -> EvalPlan:

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from wam_pipe.augment import EVAL_STRENGTHS
-from wam_pipe.errors import UserError
+from wam_pipe.core.errors import UserError
 from wam_pipe.eval.grid import DEFAULT_MASKS, Grid, Setting, batch_masks, build_settings, check_masks, fixed_masks
 
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from wam_pipe.errors import UserError
+from wam_pipe.core.errors import UserError
 from wam_pipe.inference.image_io import (
     format_message,
     parse_message,

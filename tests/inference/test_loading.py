@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from wam_pipe.errors import ConfigError, UserError
+from wam_pipe.core.errors import ConfigError, UserError
 from wam_pipe.inference.loading import load_watermarker, model_node
 from wam_pipe.models import ConvEmbedder, ConvExtractor, Watermarker
 from wam_pipe.runner.checkpoint import load_checkpoint, save_checkpoint

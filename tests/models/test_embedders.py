@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from wam_pipe.errors import UserError
+from wam_pipe.core.errors import UserError
 from wam_pipe.models import ConvEmbedder, VAEEmbedder, vae_big, vae_small
 from wam_pipe.models.message import MessageProcessor
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from wam_pipe.errors import UserError
+from wam_pipe.core.errors import UserError
 from wam_pipe.models import ConvExtractor, SamExtractor, sam_base, sam_small, sam_tiny
 
 

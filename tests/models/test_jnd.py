@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from wam_pipe.errors import UserError
-from wam_pipe.imaging import from_unit, to_unit
+from wam_pipe.core.errors import UserError
+from wam_pipe.core.imaging import from_unit, to_unit
 from wam_pipe.models import JND, jnd_1_1, jnd_1_3, jnd_1_3_blue, jnd_3_1, jnd_3_3
 
 PRESETS = {"jnd_1_1": jnd_1_1, "jnd_3_3": jnd_3_3, "jnd_1_3": jnd_1_3, "jnd_1_3_blue": jnd_1_3_blue, "jnd_3_1": jnd_3_1}

@@ -10,7 +10,7 @@ from hydra_zen import builds, instantiate
 from omegaconf import OmegaConf
 
 import wam_pipe.models as models
-from wam_pipe.errors import UserError
+from wam_pipe.core.errors import UserError
 from wam_pipe.models import ConvEmbedder, ConvExtractor, Watermarker, jnd_1_3_blue
 
 

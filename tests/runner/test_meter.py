@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from wam_pipe.errors import RunFailure
+from wam_pipe.core.errors import RunFailure
 from wam_pipe.runner.meter import MetricMeter
 
 ONE = torch.ones(())

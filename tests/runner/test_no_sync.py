@@ -16,7 +16,7 @@ import torch
 
 from wam_pipe.bench.step_sync_guard import HostSyncError, HostSyncGuard
 from wam_pipe.config import build_stages, compose
-from wam_pipe.runner.context import RunContext
+from wam_pipe.core.context import RunContext
 from wam_pipe.runner.meter import MetricMeter
 
 # Every augmentation but JPEG (its codec needs real bytes on the host: the one documented sync, on CUDA only).

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from wam_pipe.cli import main
-from wam_pipe.errors import UserError
+from wam_pipe.core.errors import UserError
 from wam_pipe.runner.rundir import inspect_run_dir, write_run_files
 
 OLD = {"name": "x", "stages": {"eval": {"checkpoint": "/old.pt"}}}

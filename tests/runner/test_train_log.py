@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from wam_pipe.runner.context import RunContext
+from wam_pipe.core.context import RunContext
 from wam_pipe.runner.train_log import TrainLog, discard_records_after
 
 

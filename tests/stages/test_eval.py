@@ -11,9 +11,9 @@ import torch
 from PIL import Image
 
 from wam_pipe.cli import main
-from wam_pipe.errors import UserError
+from wam_pipe.core.errors import UserError
 from wam_pipe.eval.pictures import grid_picture_size
-from wam_pipe.runner.context import RunContext
+from wam_pipe.core.context import RunContext
 from wam_pipe.stages.eval import Eval
 
 GRID_KEYS = {"mask", "aug", "strength", "bit_acc", "msg_bit_acc", "word_acc", "acc", "iou_0", "iou_1", "miou", "psnr",

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from wam_pipe.data.build import build_shards
-from wam_pipe.data.build_state import BuildConfig
+from wam_pipe.data.shards.build import build_shards
+from wam_pipe.data.shards.build_state import BuildConfig
 from wam_pipe.data.synth import write_synthetic_coco
-from wam_pipe.errors import UserError
-from wam_pipe.runner.context import RunContext
+from wam_pipe.core.errors import UserError
+from wam_pipe.core.context import RunContext
 from wam_pipe.stages import Load
 
 

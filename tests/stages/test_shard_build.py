@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from wam_pipe.data.manifest import read_manifest
-from wam_pipe.errors import UserError
-from wam_pipe.runner.context import RunContext
+from wam_pipe.data.shards.manifest import read_manifest
+from wam_pipe.core.errors import UserError
+from wam_pipe.core.context import RunContext
 from wam_pipe.stages import ShardBuild
 
 

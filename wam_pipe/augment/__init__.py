@@ -10,15 +10,15 @@ to the classes. Every augmentation has `__call__(imgs, masks, per_sample=False)`
 
 from __future__ import annotations
 
-from wam_pipe.augment.base import Augmentation as Augmentation  # re-exported helper
+from wam_pipe.augment.base import Augmentation  # re-exported helper
 from wam_pipe.augment.filters import GaussianBlur, MedianFilter
 from wam_pipe.augment.geometric import Crop, CropResizePad, HorizontalFlip, Identity, Perspective, Resize, Rotate
 from wam_pipe.augment.jpeg import JPEG
 from wam_pipe.augment.masks import MaskSampler
-from wam_pipe.augment.masks import non_overlapping_boxes as non_overlapping_boxes  # re-exported helper
-from wam_pipe.augment.masks import representative_masks as representative_masks  # re-exported helper
+from wam_pipe.augment.masks import non_overlapping_boxes  # re-exported helper
+from wam_pipe.augment.masks import representative_masks  # re-exported helper
 from wam_pipe.augment.registry import AUGMENTATIONS, EVAL_STRENGTHS
-from wam_pipe.augment.registry import build_augmentation as build_augmentation  # re-exported helper
+from wam_pipe.augment.registry import build_augmentation  # re-exported helper
 from wam_pipe.augment.valuemetric import Brightness, ColorJitter, Contrast, Hue, Saturation
 
 __all__ = [

@@ -22,7 +22,7 @@ from wam_pipe.augment._common import (
     straight_through,
     to_device,
 )
-from wam_pipe.imaging import from_unit, to_unit
+from wam_pipe.core.imaging import from_unit, to_unit
 
 Params = dict[str, torch.Tensor]
 

@@ -21,7 +21,7 @@ from wam_pipe.augment._common import (
 )
 from wam_pipe.augment.base import Augmentation, Params, require_strength
 from wam_pipe.augment.warp import image_corners, perspective_matrices, rotation_matrices, warp
-from wam_pipe.imaging import from_unit
+from wam_pipe.core.imaging import from_unit
 
 # The eval grid's perspective corners: a fixed draw, so that `apply` is deterministic yet a real perspective
 # (equal corner shifts would only zoom out).

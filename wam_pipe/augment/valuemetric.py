@@ -12,7 +12,7 @@ import torch
 from wam_pipe.augment._common import InvalidSetting, check_range, config_problems, uniform
 from wam_pipe.augment.base import Params, ValuemetricAugmentation, per_image, require_strength
 from wam_pipe.augment.color import adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation
-from wam_pipe.imaging import from_unit, to_unit
+from wam_pipe.core.imaging import from_unit, to_unit
 
 
 class _FactorAugmentation(ValuemetricAugmentation):

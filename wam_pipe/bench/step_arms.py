@@ -66,7 +66,7 @@ def _has_fused(optimizer_node: dict[str, Any]) -> bool:
 
 def step_arms(resolved: dict[str, Any], device_type: str, precision: str, world_size: int) -> list[Arm]:
     """The memory-mode arms: default, sync every step, and each step/run optimisation flipped alone."""
-    from wam_pipe.runner.settings import RunSettings
+    from wam_pipe.core.settings import RunSettings
     from wam_pipe.stages import Step
 
     run = RunSettings(**(resolved.get("run") or {}))
@@ -136,7 +136,7 @@ def _loader_flip(key: str, current: bool, note: str) -> Arm:
 
 def parse_arm(spec: str) -> Arm:
     """`"NAME: key=value key=value"` (memory mode) or `"NAME@loader: key=value"` -> an Arm."""
-    from wam_pipe.errors import UserError
+    from wam_pipe.core.errors import UserError
 
     head, _, rest = spec.partition(":")
     name, _, mode = head.strip().partition("@")

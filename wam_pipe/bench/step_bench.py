@@ -60,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from wam_pipe.errors import UserError
+    from wam_pipe.core.errors import UserError
 
     unknown = [item for item in args.overrides if item.startswith("--")]
     if unknown:
@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("bench step: need --steps >= 1, --warmup >= 0, --rounds >= 1 and --batches >= 1")
     import torch
 
-    from wam_pipe.runner import distributed
+    from wam_pipe.core import distributed
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace, coordinates: tuple[int, int, int], scratch: Path) -> dict[str, Any]:
     from wam_pipe.bench.step_runner import Workspace
-    from wam_pipe.runner import distributed
+    from wam_pipe.core import distributed
 
     workspace = Workspace(args.pipeline, args.overrides, coordinates, scratch, args.steps, args.batches)
     base = workspace.compose(_plain_arm())
@@ -108,9 +108,9 @@ def _plain_arm() -> Any:
 
 
 def _device_and_precision(pipeline: Any, local_rank: int) -> tuple[Any, str]:
-    from wam_pipe.runner import distributed
-    from wam_pipe.runner.precision import resolve_precision
-    from wam_pipe.runner.settings import RunSettings
+    from wam_pipe.core import distributed
+    from wam_pipe.core.precision import resolve_precision
+    from wam_pipe.core.settings import RunSettings
 
     settings = RunSettings.from_dict(dict(pipeline.resolved.get("run") or {}), pipeline.name)
     device = distributed.pick_device(settings.device, local_rank)
@@ -123,7 +123,7 @@ def _backend(pipeline: Any) -> str:
 
 def _arms(args: argparse.Namespace, resolved: dict, device: Any, precision: str, world_size: int) -> list[Any]:
     from wam_pipe.bench.step_arms import loader_arms, parse_arm, select, step_arms
-    from wam_pipe.errors import UserError
+    from wam_pipe.core.errors import UserError
 
     arms = []
     if "memory" in args.modes:
@@ -229,7 +229,7 @@ def _write_partial(args: argparse.Namespace, result: dict[str, Any], rounds_done
 def _header(args: argparse.Namespace, pipeline: Any, device: Any, precision: str, world_size: int) -> dict:
     import torch
 
-    from wam_pipe.runner import distributed
+    from wam_pipe.core import distributed
 
     load = pipeline.resolved["stages"]["load"]
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None

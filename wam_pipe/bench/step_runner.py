@@ -17,10 +17,10 @@ from typing import Any, Iterator, Optional
 import torch
 
 from wam_pipe.bench.step_arms import Arm
-from wam_pipe.errors import UserError
-from wam_pipe.runner.context import RunContext
+from wam_pipe.core.errors import UserError
+from wam_pipe.core.context import RunContext
 from wam_pipe.runner.meter import MetricMeter
-from wam_pipe.runner.settings import RunSettings
+from wam_pipe.core.settings import RunSettings
 
 
 @dataclasses.dataclass
@@ -106,8 +106,8 @@ class Workspace:
 
     def build(self, arm: Arm) -> ArmRuntime:
         from wam_pipe.config import build_stages
-        from wam_pipe.runner import distributed
-        from wam_pipe.runner.precision import resolve_precision
+        from wam_pipe.core import distributed
+        from wam_pipe.core.precision import resolve_precision
 
         pipeline = self.compose(arm)
         resolved = pipeline.resolved
@@ -189,8 +189,8 @@ def resident_bytes(step: Any) -> int:
 
 def run_chunk(runtime: ArmRuntime, steps: int, round_index: int) -> Chunk:
     """Time `steps` steps of the arm (a whole epoch for loader arms). Raises RunFailure on a non-finite loss."""
-    from wam_pipe.runner import distributed
-    from wam_pipe.runner.seeding import seed_everything
+    from wam_pipe.core import distributed
+    from wam_pipe.core.seeding import seed_everything
 
     ctx, settings = runtime.ctx, runtime.settings
     apply_global_switches(settings, ctx.device)

@@ -14,7 +14,7 @@ import sys
 import traceback
 
 from wam_pipe import __version__
-from wam_pipe.errors import UserError
+from wam_pipe.core.errors import UserError
 
 # Sub-commands live in `wam_pipe/cli/<name>_cmd.py`; each exposes `register(subparsers)` and sets `func` on its
 # parser. They are discovered, and listed in `--help` in this order (others after, alphabetically).

@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _calibrate(args: argparse.Namespace) -> int:
     from wam_pipe.inference.calibrate import calibrate
-    from wam_pipe.runner.distributed import pick_device
+    from wam_pipe.core.distributed import pick_device
 
     calibrate(args.checkpoint, args.images, limit=args.limit, thresholds=args.threshold, seed=args.seed,
               json_path=args.json, device=pick_device(args.device, 0), allow_targets=args.allow_target)

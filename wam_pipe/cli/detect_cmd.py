@@ -43,7 +43,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def _check_arguments(args: argparse.Namespace) -> None:
-    from wam_pipe.errors import UserError
+    from wam_pipe.core.errors import UserError
     from wam_pipe.inference.detect import DEFAULT_MIN_FRACTION
 
     if args.min_fraction is None:
@@ -60,7 +60,7 @@ def _detect(args: argparse.Namespace) -> int:
     from wam_pipe.inference.detect import detect_image
     from wam_pipe.inference.image_io import read_image, write_mask
     from wam_pipe.inference.loading import load_watermarker
-    from wam_pipe.runner.distributed import pick_device
+    from wam_pipe.core.distributed import pick_device
 
     _check_arguments(args)
     image = read_image(args.image)

@@ -17,7 +17,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _ls(args: argparse.Namespace) -> int:
     from wam_pipe.config.catalogue import components
-    from wam_pipe.errors import UserError
+    from wam_pipe.core.errors import UserError
 
     found = components()
     categories = list(dict.fromkeys(c.category for c in found))

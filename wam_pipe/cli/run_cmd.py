@@ -36,7 +36,7 @@ def _run(args: argparse.Namespace) -> int:
     check_overrides(args.parser, args.overrides)
     if args.nproc and args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         from wam_pipe.config import compose
-        from wam_pipe.runner.distributed import launch_torchrun
+        from wam_pipe.core.distributed import launch_torchrun
 
         compose(args.pipeline, args.overrides)  # report config errors once, before starting N processes
         return launch_torchrun(args.nproc, _rank_argv(args))

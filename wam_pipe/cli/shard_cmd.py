@@ -56,9 +56,9 @@ def _add_build(which: argparse._SubParsersAction) -> None:
 
 
 def _build(args: argparse.Namespace) -> int:
-    from wam_pipe.data.build import build_shards
-    from wam_pipe.data.build_state import BuildConfig
-    from wam_pipe.data.manifest_summary import summary_lines
+    from wam_pipe.data.shards.build import build_shards
+    from wam_pipe.data.shards.build_state import BuildConfig
+    from wam_pipe.data.shards.manifest_summary import summary_lines
 
     config = BuildConfig(
         images=args.images, annotations=args.annotations, out=args.out, size=args.size,
@@ -79,7 +79,7 @@ def _build(args: argparse.Namespace) -> int:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from wam_pipe.data.verify import verify_shards
+    from wam_pipe.data.shards.verify import verify_shards
 
     manifest, problems = verify_shards(args.directory, workers=args.workers)
     if problems:
@@ -93,7 +93,7 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _inspect(args: argparse.Namespace) -> int:
-    from wam_pipe.data.inspect_shards import check_grid_target, describe, render_grid
+    from wam_pipe.data.shards.inspect_shards import check_grid_target, describe, render_grid
 
     if args.out:  # render_grid checks again (for API callers); here a bad --out must fail before `describe` prints
         check_grid_target(args.out, args.samples)
@@ -109,8 +109,8 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _merge(args: argparse.Namespace) -> int:
-    from wam_pipe.data.manifest_summary import summary_lines
-    from wam_pipe.data.merge import merge_parts
+    from wam_pipe.data.shards.manifest_summary import summary_lines
+    from wam_pipe.data.shards.merge import merge_parts
 
     path, manifest = merge_parts(args.inputs, args.out)
     for line in summary_lines(manifest, str(path)):

@@ -31,7 +31,7 @@ def with_defaults(node: Any, resolved: Any, allow_targets: list[str] | tuple[str
     """
     from wam_pipe.config.signature import default_for_yaml, signature_of
     from wam_pipe.config.targets import TargetError, import_allowed
-    from wam_pipe.errors import UserError
+    from wam_pipe.core.errors import UserError
 
     if isinstance(node, list):
         others = resolved if isinstance(resolved, list) and len(resolved) == len(node) else [None] * len(node)
@@ -56,7 +56,7 @@ def with_defaults(node: Any, resolved: Any, allow_targets: list[str] | tuple[str
 
 def run_defaults(run: Any) -> dict[str, Any]:
     """The `run:` block with every RunSettings field, in declaration order (written values kept)."""
-    from wam_pipe.runner.settings import RunSettings
+    from wam_pipe.core.settings import RunSettings
 
     written = run if isinstance(run, dict) else {}
     return {f.name: written.get(f.name, f.default) for f in dataclasses.fields(RunSettings)}

@@ -17,7 +17,7 @@ from wam_pipe.config.build import build_node, build_stages
 from wam_pipe.config.overrides import apply_overrides
 from wam_pipe.config.pipeline_file import STAGE_KINDS, TOP_LEVEL_KEYS, load_yaml
 from wam_pipe.config.validate import check, errors_for
-from wam_pipe.errors import ConfigError
+from wam_pipe.core.errors import ConfigError
 
 __all__ = ["Pipeline", "compose", "build_stages", "build_node", "STAGE_KINDS", "TOP_LEVEL_KEYS"]
 

@@ -13,7 +13,7 @@ from hydra_zen import instantiate
 from omegaconf import OmegaConf
 
 from wam_pipe.config.validate import target_nodes
-from wam_pipe.errors import ConfigError
+from wam_pipe.core.errors import ConfigError
 
 
 def _root_cause(err: BaseException) -> BaseException:

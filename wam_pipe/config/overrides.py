@@ -98,7 +98,7 @@ def _run_settings() -> list[str]:
     """The `run:` keys (a `run.x=...` override may set any of them, written in the file or not)."""
     import dataclasses
 
-    from wam_pipe.runner.settings import RunSettings
+    from wam_pipe.core.settings import RunSettings
 
     return [f.name for f in dataclasses.fields(RunSettings)]
 

@@ -14,7 +14,7 @@ import yaml
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from wam_pipe.errors import ConfigError, UserError
+from wam_pipe.core.errors import ConfigError, UserError
 
 TOP_LEVEL_KEYS = ("version", "name", "vars", "run", "allow_targets", "stages")
 STAGE_KINDS = ("shard-build", "load", "augment", "step", "eval")

@@ -19,7 +19,7 @@ from typing import Any, Literal, Union
 from wam_pipe.config.catalogue import components
 from wam_pipe.config.pipeline_file import STAGE_KINDS
 from wam_pipe.config.signature import default_for_yaml, signature_of
-from wam_pipe.runner.settings import RunSettings
+from wam_pipe.core.settings import RunSettings
 
 _INTERPOLATION = {"type": "string", "pattern": r"^.*\$\{.+\}.*$", "description": "an interpolation such as ${vars.x}"}
 _COMPONENT = {"$ref": "#/definitions/component"}

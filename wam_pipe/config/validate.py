@@ -27,7 +27,7 @@ from omegaconf.errors import GrammarParseError, MissingMandatoryValue, OmegaConf
 from wam_pipe.config.pipeline_file import check_top_level
 from wam_pipe.config.signature import RESERVED_KEYS, check_value, signature_of
 from wam_pipe.config.targets import TargetError, TargetNotAllowed, disallowed_reason, import_allowed
-from wam_pipe.runner.settings import RunSettings, value_problems
+from wam_pipe.core.settings import RunSettings, value_problems
 
 
 class _Unresolved:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wam_pipe.errors import UserError
+from wam_pipe.core.errors import UserError
 
 SAMPLE_KEY_DIGITS = 12  # COCO's own file-name width: 000000391895
 

@@ -23,8 +23,8 @@ from PIL import Image
 
 from wam_pipe.data import synth_shapes as shapes
 from wam_pipe.data.coco_index import sample_key
-from wam_pipe.data.tar_io import atomic_write_bytes
-from wam_pipe.errors import UserError
+from wam_pipe.data.shards.tar_io import atomic_write_bytes
+from wam_pipe.core.errors import UserError
 
 GENERATOR_VERSION = 1
 JPEG_QUALITY = 90
@@ -133,7 +133,7 @@ def write_synthetic_coco(images_dir: str | Path, annotations: str | Path, images
 
 
 def _run(jobs: list[tuple], workers: int | None) -> list[tuple[dict, list[dict]]]:
-    from wam_pipe.data.build import default_workers
+    from wam_pipe.data.shards.build import default_workers
 
     workers = default_workers() if workers is None else workers
     if workers <= 1 or len(jobs) < 32:

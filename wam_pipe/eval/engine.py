@@ -22,8 +22,8 @@ from wam_pipe.eval.messages import messages_for
 from wam_pipe.eval.multi import evaluate_multi_batch, multi_table
 from wam_pipe.eval.showcase import save_showcase
 from wam_pipe.eval.single import evaluate_grid_batch, grid_table
-from wam_pipe.imaging import normalize_uint8
-from wam_pipe.runner.context import RunContext
+from wam_pipe.core.imaging import normalize_uint8
+from wam_pipe.core.context import RunContext
 
 # Seeds the multi-watermark boxes (shared by every image, as the reference samples them once) apart from messages.
 BOXES_SEED_OFFSET = 7919

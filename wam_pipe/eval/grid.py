@@ -15,7 +15,7 @@ import torch
 
 from wam_pipe.augment import AUGMENTATIONS, EVAL_STRENGTHS, representative_masks
 from wam_pipe.augment.base import Augmentation
-from wam_pipe.errors import UserError
+from wam_pipe.core.errors import UserError
 
 # The five fixed shapes of `representative_masks` plus the batch's own COCO masks (union of its instances).
 FIXED_MASKS = ("full", "box", "box_inverted", "irregular", "irregular_inverted")

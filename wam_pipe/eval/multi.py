@@ -19,8 +19,8 @@ import torch
 from wam_pipe.augment.masks import exclusive_in_splice_order
 from wam_pipe.eval.accumulate import MetricTable
 from wam_pipe.eval.single import to_prediction_size
-from wam_pipe.metrics import bit_accuracy_counts, detection_stats
-from wam_pipe.runner.precision import autocast_for
+from wam_pipe.core.metrics import bit_accuracy_counts, detection_stats
+from wam_pipe.core.precision import autocast_for
 
 MULTI_SOURCES = ("boxes", "segm")
 MULTI_METRICS = ("bit_acc_first", "bit_acc", "msg_bit_acc", "word_acc", "acc", "iou_0", "iou_1", "miou")

@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from wam_pipe.errors import UserError
+from wam_pipe.core.errors import UserError
 
 METRICS_FORMAT = 1
 HISTORY_KEYS = ("bit_acc", "msg_bit_acc", "word_acc", "miou", "psnr", "ssim", "bit_acc_identity")

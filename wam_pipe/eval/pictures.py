@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from wam_pipe.imaging import to_uint8
+from wam_pipe.core.imaging import to_uint8
 
 PAD = 2
 HEADER = 14

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from wam_pipe.eval.grid import Grid, Setting, batch_masks
 from wam_pipe.eval.pictures import grid_tiles, save_grid_picture
-from wam_pipe.runner.precision import autocast_for
+from wam_pipe.core.precision import autocast_for
 
 
 def showcase_choices(grid: Grid, rows: int) -> list[tuple[str, Setting]]:

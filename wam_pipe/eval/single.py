@@ -14,8 +14,8 @@ import torch.nn.functional as F
 
 from wam_pipe.eval.accumulate import MetricTable
 from wam_pipe.eval.grid import Grid, batch_masks
-from wam_pipe.metrics import bit_accuracy_counts, decode_message, detection_stats, message_accuracy, psnr, ssim
-from wam_pipe.runner.precision import autocast_for
+from wam_pipe.core.metrics import bit_accuracy_counts, decode_message, detection_stats, message_accuracy, psnr, ssim
+from wam_pipe.core.precision import autocast_for
 
 # Columns of a grid row in metrics.json (besides mask, aug, strength, images).
 GRID_METRICS = ("bit_acc", "msg_bit_acc", "word_acc", "acc", "iou_0", "iou_1", "miou", "psnr", "ssim")

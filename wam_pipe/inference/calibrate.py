@@ -104,7 +104,7 @@ def calibrate(checkpoint: str | Path, images: str | Path, limit: int = 80, thres
         device: where the model runs (default cpu).
         allow_targets: extra import patterns to trust in the checkpoint's config (custom components).
     """
-    from wam_pipe.errors import UserError
+    from wam_pipe.core.errors import UserError
     from wam_pipe.inference.loading import load_watermarker
 
     folder = Path(images)

@@ -20,8 +20,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from wam_pipe.imaging import normalize_uint8, to_uint8
-from wam_pipe.metrics import psnr
+from wam_pipe.core.imaging import normalize_uint8, to_uint8
+from wam_pipe.core.metrics import psnr
 
 DEFAULT_MIN_FRACTION = 0.08
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from wam_pipe.errors import UserError
+from wam_pipe.core.errors import UserError
 
 
 def _open(path: Path, what: str) -> Image.Image:

@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import torch
 import yaml
 
-from wam_pipe.errors import ConfigError, UserError
+from wam_pipe.core.errors import ConfigError, UserError
 
 MODEL_KEYS = ("embedder", "extractor", "jnd", "scaling_w", "scaling_i", "img_size")
 WATERMARKER_TARGET = "wam_pipe.models.Watermarker"

@@ -7,8 +7,8 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from wam_pipe.imaging import to_unit
-from wam_pipe.metrics import ssim
+from wam_pipe.core.imaging import to_unit
+from wam_pipe.core.metrics import ssim
 
 
 def detection_loss(det_logits: torch.Tensor, union_mask: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,7 @@ A bad architecture value in a pipeline file is a user mistake, so it raises `Mod
 
 from __future__ import annotations
 
-from wam_pipe.errors import UserError
+from wam_pipe.core.errors import UserError
 
 
 class ModelConfigError(UserError, ValueError):

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wam_pipe.imaging import from_unit, to_unit
+from wam_pipe.core.imaging import from_unit, to_unit
 from wam_pipe.models.checks import require
 
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from wam_pipe.errors import UserError
+from wam_pipe.core.errors import UserError
 
 FORMAT = 1
 

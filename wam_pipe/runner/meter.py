@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from wam_pipe.errors import RunFailure
+from wam_pipe.core.errors import RunFailure
 
 # Failure markers travel as BIG - step so that a max over ranks picks the earliest failing step (exact in float32
 # for steps below 2**24).

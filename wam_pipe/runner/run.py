@@ -13,13 +13,13 @@ from typing import Any
 import torch
 
 from wam_pipe.config import Pipeline, build_stages
-from wam_pipe.errors import UserError
-from wam_pipe.runner import distributed
-from wam_pipe.runner.context import RunContext
-from wam_pipe.runner.precision import resolve_precision
+from wam_pipe.core.errors import UserError
+from wam_pipe.core import distributed
+from wam_pipe.core.context import RunContext
+from wam_pipe.core.precision import resolve_precision
 from wam_pipe.runner.rundir import inspect_run_dir, write_run_files
-from wam_pipe.runner.seeding import seed_everything
-from wam_pipe.runner.settings import RunSettings
+from wam_pipe.core.seeding import seed_everything
+from wam_pipe.core.settings import RunSettings
 from wam_pipe.runner.train import train
 
 RUNNABLE_ALONE = ("shard-build", "step", "eval")

@@ -27,7 +27,7 @@ from typing import Any
 
 import yaml
 
-from wam_pipe.errors import UserError
+from wam_pipe.core.errors import UserError
 
 # May differ between a run and its resume: they change speed, cadence or length, not completed work.
 RESUMABLE_CHANGES = (

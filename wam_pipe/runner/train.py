@@ -15,12 +15,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from wam_pipe.runner import distributed
+from wam_pipe.core import distributed
 from wam_pipe.runner.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from wam_pipe.runner.context import RunContext
+from wam_pipe.core.context import RunContext
 from wam_pipe.runner.meter import MetricMeter
-from wam_pipe.runner.seeding import seed_everything
-from wam_pipe.runner.settings import RunSettings
+from wam_pipe.core.seeding import seed_everything
+from wam_pipe.core.settings import RunSettings
 from wam_pipe.runner.train_log import TrainLog
 
 

@@ -7,8 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from wam_pipe.data.tar_io import atomic_write_bytes
-from wam_pipe.runner.context import RunContext
+from wam_pipe.data.shards.tar_io import atomic_write_bytes
+from wam_pipe.core.context import RunContext
 from wam_pipe.runner.meter import format_metrics
 
 

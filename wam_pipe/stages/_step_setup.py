@@ -11,10 +11,10 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
-from wam_pipe.errors import UserError
-from wam_pipe.metrics import bit_accuracy_counts, detection_stats, psnr
+from wam_pipe.core.errors import UserError
+from wam_pipe.core.metrics import bit_accuracy_counts, detection_stats, psnr
 from wam_pipe.runner.checkpoint import load_checkpoint, load_model_weights
-from wam_pipe.runner.context import RunContext
+from wam_pipe.core.context import RunContext
 from wam_pipe.stages._train_forward import TrainForward
 
 

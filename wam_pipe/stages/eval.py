@@ -7,10 +7,10 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
-from wam_pipe.errors import UserError
+from wam_pipe.core.errors import UserError
 from wam_pipe.eval.grid import DEFAULT_MASKS, Grid, build_settings, check_masks
 from wam_pipe.eval.multi import MULTI_SOURCES
-from wam_pipe.runner.context import RunContext
+from wam_pipe.core.context import RunContext
 
 
 class Eval:
@@ -118,7 +118,7 @@ class Eval:
         """Evaluate `watermarker` on every rank; rank 0 writes the outputs. Returns the summary (on every rank)."""
         from wam_pipe.eval.engine import evaluate_batches
         from wam_pipe.eval.outputs import eval_dir
-        from wam_pipe.runner import distributed
+        from wam_pipe.core import distributed
 
         self.setup(ctx)
         started = time.perf_counter()

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
-from wam_pipe.errors import UserError
-from wam_pipe.runner.context import RunContext
+from wam_pipe.core.errors import UserError
+from wam_pipe.core.context import RunContext
 
 
 class Load:
@@ -83,8 +83,8 @@ class Load:
         return load._value_problems() if load is not None else []
 
     def _value_problems(self) -> list[tuple[str, str]]:
-        from wam_pipe.data.decode import DECODERS
-        from wam_pipe.data.mask_select import MASK_MODES
+        from wam_pipe.data.readers.decode import DECODERS
+        from wam_pipe.data.readers.mask_select import MASK_MODES
 
         per_file = self.images is not None or self.annotations is not None
         one_source = (self.shards is None) != (not per_file) and not (
@@ -112,9 +112,9 @@ class Load:
 
     def setup(self, ctx: RunContext) -> None:
         """Read the manifest (or parse the JSON once), check shard counts, and build this rank's loader."""
-        from wam_pipe.data.decode import Collate
-        from wam_pipe.data.mask_select import MaskSelector
-        from wam_pipe.data.stream import EpochStream, make_loader
+        from wam_pipe.data.readers.decode import Collate
+        from wam_pipe.data.readers.mask_select import MaskSelector
+        from wam_pipe.data.readers.stream import EpochStream, make_loader
 
         self._check_values()
         self._log = ctx.log
@@ -135,7 +135,7 @@ class Load:
                                    self.batch_ring)
 
     def _shard_source(self, ctx: RunContext) -> Any:
-        from wam_pipe.data.webdataset_loader import ShardSource, open_shards
+        from wam_pipe.data.readers.shard_source import ShardSource, open_shards
 
         directory, manifest = open_shards(self.shards)
         if self.shard_slice is not None:
@@ -162,7 +162,7 @@ class Load:
 
     def _per_file_source(self) -> Any:
         from wam_pipe.data.coco_index import load_coco_index
-        from wam_pipe.data.per_file import PerFileSource
+        from wam_pipe.data.readers.per_file import PerFileSource
 
         images = Path(self.images)
         if not images.is_dir():
@@ -187,7 +187,7 @@ class Load:
 
     def epoch(self, epoch: int) -> Iterator[dict]:
         """This rank's batches for `epoch` (exactly `batches_per_epoch` of them)."""
-        from wam_pipe.data.stream import iterate
+        from wam_pipe.data.readers.stream import iterate
 
         stream = self._require_setup()
         stream.set_epoch(epoch)

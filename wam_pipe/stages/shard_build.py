@@ -6,11 +6,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from wam_pipe.errors import UserError
-from wam_pipe.runner.context import RunContext
+from wam_pipe.core.errors import UserError
+from wam_pipe.core.context import RunContext
 
 if TYPE_CHECKING:
-    from wam_pipe.data.build_state import BuildConfig
+    from wam_pipe.data.shards.build_state import BuildConfig
 
 
 class ShardBuild:
@@ -74,8 +74,8 @@ class ShardBuild:
         ctx.artifacts["shard-build"] = Path(self.out)
 
     def _build(self, ctx: RunContext) -> None:
-        from wam_pipe.data.build import build_shards
-        from wam_pipe.data.manifest_summary import summary_lines
+        from wam_pipe.data.shards.build import build_shards
+        from wam_pipe.data.shards.manifest_summary import summary_lines
 
         if self.synthesize > 0:
             from wam_pipe.data.synth import write_synthetic_coco
@@ -94,7 +94,7 @@ class ShardBuild:
 
     def _config(self) -> BuildConfig:
         """The build this stage runs (no I/O: `BuildConfig.validate` checks the paths when the build starts)."""
-        from wam_pipe.data.build_state import BuildConfig
+        from wam_pipe.data.shards.build_state import BuildConfig
 
         return BuildConfig(
             images=Path(self.images), annotations=Path(self.annotations), out=Path(self.out), size=self.size,
@@ -103,7 +103,7 @@ class ShardBuild:
         )
 
     def _wait_for_manifest(self) -> None:
-        from wam_pipe.data.manifest import MANIFEST_NAME
+        from wam_pipe.data.shards.manifest import MANIFEST_NAME
 
         deadline = time.monotonic() + self.wait_timeout_s
         manifest = Path(self.out) / MANIFEST_NAME

@@ -6,10 +6,10 @@ from typing import Any, Literal, Optional
 
 import torch
 
-from wam_pipe.imaging import normalize_uint8
+from wam_pipe.core.imaging import normalize_uint8
 from wam_pipe.losses.terms import hinge_discriminator_loss
-from wam_pipe.runner.context import RunContext
-from wam_pipe.runner.precision import autocast_for
+from wam_pipe.core.context import RunContext
+from wam_pipe.core.precision import autocast_for
 from wam_pipe.stages._step_setup import StepSetup, build_step_state
 
 

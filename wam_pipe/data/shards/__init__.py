@@ -1,0 +1,1 @@
+"""Write side of the data path: COCO images -> WebDataset shards + manifest (see `wam_pipe.data`)."""

@@ -1,0 +1,294 @@
+"""`shard build`: COCO images + instances JSON -> WebDataset shards + manifest (one implementation for the CLI and
+the `ShardBuild` stage).
+
+Order of work: fingerprint the annotation file (sha256). If a manifest exists (and not `overwrite`), check it
+(`published.py`): another build is refused, an up-to-date one is a no-op in seconds (the JSON is not parsed), and
+missing or damaged shards of a matching one are rebuilt alone. Otherwise parse the JSON once, create the output
+folder, fingerprint the images, plan shards, refuse to mix with another build's files unless `overwrite` (which
+always rebuilds), then process the images of unfinished shards in a process pool (ordered results, so the bytes do
+not depend on the worker count), write each shard atomically with a done-marker, and publish `manifest.json` last.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from wam_pipe.data.shards import manifest as manifest_io
+from wam_pipe.data.shards.build_state import (
+    BuildConfig, BuildState, PlannedShard, clear_output, create_output_dir, plan_shards,
+)
+from wam_pipe.data.coco_index import CocoIndex, ImageRecord, load_coco_index, sha256_file
+from wam_pipe.data.shards.fingerprint import ImagesFingerprint, fingerprint_images
+from wam_pipe.data.shards.prepare import SkipImage, encode_sample, prepare_sample
+from wam_pipe.data.shards.published import REFUSAL_FIX, PublishedBuild, check_published
+from wam_pipe.data.shards.tar_io import ShardWriter
+from wam_pipe.core.errors import RunFailure, UserError
+
+# Test hook: SIGKILL this process while writing the shard after the first N finished ones (crash-safety tests).
+KILL_HOOK_ENV = "WAM_PIPE_TEST_KILL_AFTER_SHARDS"
+
+
+@dataclass
+class BuildResult:
+    """The outcome of a build: the published manifest and what this run did."""
+
+    manifest_path: Path
+    manifest: dict[str, Any]
+    noop: bool
+    built_shards: int = 0
+    reused_shards: int = 0
+    processed_images: int = 0
+    seconds: float = 0.0
+    messages: list[str] = field(default_factory=list)
+
+
+def default_workers() -> int:
+    """All cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def build_shards(config: BuildConfig, log: Callable[[str], None] = print) -> BuildResult:
+    """Build (or resume, repair, or confirm) the shards described by `config`; returns the published manifest.
+
+    Raises:
+        UserError: bad settings, missing inputs, malformed JSON, or an output holding a different build (other
+            settings, annotation file or images) without `overwrite`.
+        RunFailure: more than `max_skipped_fraction` of the images were skipped (nothing new is published).
+    """
+    config.validate()
+    started = time.perf_counter()
+    source_sha = sha256_file(config.annotations)
+    manifest_file = manifest_io.manifest_path(config.out, config.part, config.num_parts)
+    index, shards, fingerprint, rebuild_all = None, None, None, config.overwrite
+    if not config.overwrite and manifest_file.is_file():
+        published = check_published(config, manifest_io.read_manifest(manifest_file), source_sha)
+        if not published.damaged:
+            return _confirm_up_to_date(manifest_file, published, started)
+        index = published.index or load_coco_index(config.annotations)
+        shards = plan_shards(index.images, config)
+        repaired = _repair_published(config, published, shards, manifest_file, log)
+        if repaired is not None:
+            repaired.seconds = time.perf_counter() - started
+            return repaired
+        # Whatever the published check already computed is reused by the full rebuild.
+        fingerprint, rebuild_all = published.fingerprint, True
+    index = index or load_coco_index(config.annotations)
+    create_output_dir(config.out)
+    fingerprint = fingerprint or fingerprint_images(config.images, index)
+    source = _source_record(config, index, source_sha, fingerprint)
+    shards = shards if shards is not None else plan_shards(index.images, config)
+    state = BuildState(config)
+    if rebuild_all:
+        clear_output(config.out, config.num_parts == 1, shards, state)
+    else:
+        _refuse_foreign_output(config, state, shards, source)
+    state.write_fingerprint({"settings": config.settings(), "source": source})
+    state.remove_stale_temp_files(shards)
+    todo = [s for s in shards if state.read_marker(s) is None]
+    processed = _write_shards(config, todo, state.write_marker)
+    markers = [state.read_marker(s) for s in shards]
+    manifest = _assemble_manifest(config, index, source, shards, markers, fingerprint)
+    _enforce_skip_limit(config, state, shards, manifest)
+    manifest_io.write_manifest(manifest_file, manifest)
+    state.discard(shards, remove_tars=False)
+    seconds = time.perf_counter() - started
+    return BuildResult(manifest_file, manifest, False, len(todo), len(shards) - len(todo), processed, seconds)
+
+
+def _confirm_up_to_date(manifest_file: Path, published: PublishedBuild, started: float) -> BuildResult:
+    """A no-op; only a changed record of files the JSON does not list is written back."""
+    if published.refreshed is not None:
+        manifest_io.write_manifest(manifest_file, published.refreshed)
+    manifest = published.refreshed or published.manifest
+    return BuildResult(manifest_file, manifest, noop=True, seconds=time.perf_counter() - started)
+
+
+def _repair_published(
+    config: BuildConfig, published: PublishedBuild, shards: list[PlannedShard], manifest_file: Path,
+    log: Callable[[str], None],
+) -> BuildResult | None:
+    """Rebuild the missing or damaged shards of a matching published build, alone.
+
+    Returns None when a rebuilt shard is not byte-identical to the published one (the libraries changed since that
+    build): the caller then rebuilds every shard, so the output stays one consistent build.
+    """
+    recorded = {entry["name"]: entry for entry in published.manifest["shards"]}
+    todo = [shard for shard in shards if shard.name in published.damaged]
+    if len(todo) != len(published.damaged) or len(shards) != len(recorded):
+        log(f"{config.out}: the published shards do not match this build's plan; rebuilding every shard")
+        return None
+    log(f"{config.out}: {len(todo)} published shards missing or damaged ({', '.join(published.damaged)}); "
+        "rebuilding them")
+    BuildState(config).remove_stale_temp_files(todo)
+    rebuilt: dict[str, dict[str, Any]] = {}
+    processed = _write_shards(config, todo, lambda shard, marker: rebuilt.__setitem__(shard.name, marker))
+    differ = [name for name, marker in rebuilt.items() if _shard_entry(marker) != _shard_entry(recorded[name])]
+    if differ:
+        log(f"{config.out}: rebuilt {', '.join(differ)} differ from the published bytes (the libraries changed since "
+            "that build?); rebuilding every shard")
+        return None
+    manifest = published.refreshed or published.manifest
+    manifest_io.write_manifest(manifest_file, manifest)
+    return BuildResult(manifest_file, manifest, False, len(todo), len(shards) - len(todo), processed)
+
+
+def _shard_entry(record: dict[str, Any]) -> dict[str, Any]:
+    """The manifest entry of a shard, from its done-marker or its published entry."""
+    return {key: record.get(key) for key in manifest_io.SHARD_ENTRY_KEYS}
+
+
+def _source_record(config: BuildConfig, index: CocoIndex, source_sha: str, images: ImagesFingerprint) -> dict:
+    return {
+        "annotations_file": config.annotations.name,
+        "annotations_sha256": source_sha,
+        "image_count": len(index.images),
+        "annotation_count": index.annotation_count,
+        **images.source_fields(),
+    }
+
+
+def _refuse_foreign_output(config: BuildConfig, state: BuildState, shards: list[PlannedShard], source: dict) -> None:
+    """Refuse to mix with an unfinished build made differently, or with shard files of an unknown build."""
+    fingerprint = state.read_fingerprint()
+    if fingerprint is not None and not manifest_io.same_build(fingerprint, config.settings(), source):
+        raise UserError(f"{config.out}: holds an unfinished build with other settings, another annotation file or "
+                        "other images" + REFUSAL_FIX)
+    if fingerprint is None and any((config.out / s.name).exists() for s in shards):
+        raise UserError(f"{config.out}: holds shard files of an unknown build (no manifest, no build state)"
+                        + REFUSAL_FIX)
+
+
+def _write_shards(
+    config: BuildConfig, shards: list[PlannedShard], on_done: Callable[[PlannedShard, dict], None]
+) -> int:
+    """Write `shards` in order, handing each one's done-marker to `on_done`; returns the images processed."""
+    if not shards:
+        return 0
+    kill_after = int(os.environ.get(KILL_HOOK_ENV, "-1"))
+    total_images = sum(len(s.images) for s in shards)
+    with _progress(config, total_images) as bar, _results(config, shards) as results:
+        for position, shard in enumerate(shards):
+            on_done(shard, _write_shard(config, shard, results, bar, kill_now=position == kill_after))
+    return total_images
+
+
+def _write_shard(config: BuildConfig, shard: PlannedShard, results: Iterator, bar: Any, kill_now: bool) -> dict:
+    skipped, instances, empty, categories = [], 0, 0, Counter()
+    with ShardWriter(config.out / shard.name) as writer:
+        for record in shard.images:
+            outcome = next(results)
+            bar.update(1)
+            if isinstance(outcome, tuple):  # (kind, reason): skipped
+                skipped.append({"image_id": record.id, "file_name": record.file_name, "kind": outcome[0],
+                                "reason": outcome[1]})
+                continue
+            stats = outcome.pop("__stats__")
+            writer.write(outcome)
+            instances += stats["instances"]
+            empty += stats["instances"] == 0
+            categories.update({str(k): v for k, v in stats["categories"].items()})
+            if kill_now:
+                writer.flush()
+                os.kill(os.getpid(), signal.SIGKILL)
+    info = writer.info
+    assert info is not None
+    return {**info.as_dict(), "skipped": skipped, "instances": instances,
+            "images_without_annotations": empty, "category_counts": dict(sorted(categories.items()))}
+
+
+class _progress:
+    """A tqdm bar (images/s and ETA) on stderr; silent when stderr is not a terminal or progress is off."""
+
+    def __init__(self, config: BuildConfig, total: int):
+        from tqdm import tqdm
+
+        enabled = config.progress and sys.stderr.isatty()
+        self.bar = tqdm(total=total, unit="img", desc="shard build", file=sys.stderr, disable=not enabled,
+                        smoothing=0.1, dynamic_ncols=True)
+
+    def __enter__(self) -> Any:
+        return self.bar
+
+    def __exit__(self, *exc: Any) -> None:
+        self.bar.close()
+
+
+class _results:
+    """Ordered per-image results for the images of `shards`, from a process pool or in-process.
+
+    Workers are forked where the platform can (Linux): they only use PIL, numpy and pycocotools, never CUDA, so a
+    parent that initialised CUDA is safe, and unlike spawn a script without a `__main__` guard still works.
+    """
+
+    def __init__(self, config: BuildConfig, shards: list[PlannedShard]):
+        self.config = config
+        self.records = [record for shard in shards for record in shard.images]
+        self.pool = None
+
+    def __enter__(self) -> Iterator:
+        workers = self.config.workers if self.config.workers is not None else default_workers()
+        args = (str(self.config.images), self.config.size, self.config.image_format, self.config.quality)
+        if workers <= 1 or len(self.records) <= 1:
+            _init_worker(*args)
+            return map(_process_image, self.records)
+        context = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        self.pool = multiprocessing.get_context(context).Pool(workers, initializer=_init_worker, initargs=args)
+        return self.pool.imap(_process_image, self.records, chunksize=4)
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.pool is not None:
+            self.pool.terminate()
+            self.pool.join()
+
+
+_WORKER_ARGS: dict[str, Any] = {}
+
+
+def _init_worker(images: str, size: int, image_format: str, quality: int) -> None:
+    _WORKER_ARGS.update(images=Path(images), size=size, image_format=image_format, quality=quality)
+
+
+def _process_image(record: ImageRecord) -> dict[str, Any] | tuple[str, str]:
+    """One image -> its tar members (+ `__stats__`), or `(kind, reason)` when it is skipped."""
+    try:
+        sample = prepare_sample(_WORKER_ARGS["images"], record, _WORKER_ARGS["size"])
+    except SkipImage as skip:
+        return skip.kind, skip.reason
+    encoded = encode_sample(sample, _WORKER_ARGS["image_format"], _WORKER_ARGS["quality"])
+    categories = Counter(ann["category_id"] for ann in sample.annotations)
+    encoded["__stats__"] = {"instances": len(sample.annotations), "categories": dict(categories)}
+    return encoded
+
+
+def _assemble_manifest(
+    config: BuildConfig, index: CocoIndex, source: dict, shards: list[PlannedShard], markers: list[dict | None],
+    images: ImagesFingerprint,
+) -> dict[str, Any]:
+    from wam_pipe.data.shards.manifest_summary import assemble_manifest
+
+    if any(m is None for m in markers):  # cannot happen unless files vanish mid-build
+        raise RunFailure(f"{config.out}: a shard finished during this build is missing; rerun the build")
+    part = {"index": config.part, "count": config.num_parts} if config.num_parts > 1 else None
+    return assemble_manifest(config.settings(), source, part, markers, index, images.files_not_in_json)
+
+
+def _enforce_skip_limit(config: BuildConfig, state: BuildState, shards: list[PlannedShard], manifest: dict) -> None:
+    from wam_pipe.data.shards.manifest_summary import skip_limit_exceeded
+
+    total = sum(len(s.images) for s in shards)
+    exceeded = skip_limit_exceeded(manifest["skipped"], total, config.max_skipped_fraction)
+    if exceeded:
+        state.discard(shards, remove_tars=True)
+        raise RunFailure(f"{config.annotations}: {exceeded}; nothing was published; fix the images or raise "
+                         "--max-skipped-fraction")

@@ -1,0 +1,168 @@
+"""Turn one COCO image + its annotations into a stored sample: the work done once, at shard-build.
+
+Per image: decode (any mode -> RGB), resize the short side to `size` and center-crop (see `imageops`), rasterise every
+instance at full resolution with pycocotools, apply the same resize (PIL NEAREST) and crop to the masks, and store
+them as COCO RLE at the stored size. Images that cannot be used raise `SkipImage` with a one-line reason and a
+short kind (`SKIP_KINDS`).
+
+The sample format (a contract, see docs/data.md): `<key>.jpg` (or `.png`) and `<key>.json` holding `image_id`,
+`file_name`, `height`, `width`, `orig_height`, `orig_width` and `annotations`, a list of
+`{id, category_id, iscrowd, area, segmentation: {size: [h, w], counts: str}}` at the stored size.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from wam_pipe.data import rle as rle_ops
+from wam_pipe.data.coco_index import ImageRecord
+from wam_pipe.data.imageops import CropGeometry, crop_geometry, resize_crop_image, resize_crop_masks, to_rgb
+
+IMAGE_EXTENSIONS = {"jpeg": "jpg", "png": "png"}
+JPEG_SUBSAMPLING = "4:2:0"  # recorded in the manifest; libjpeg's default, what COCO's own files use
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485  # PIL's decompression-bomb threshold (~89.5 MP)
+
+
+class SkipImage(Exception):
+    """This image cannot become a sample.
+
+    Attributes:
+        reason: why, in one line.
+        kind: its category, a key of `wam_pipe.data.shards.manifest.SKIP_KINDS` (`missing`, `corrupt`, `bomb`, ...).
+    """
+
+    def __init__(self, reason: str, kind: str = "other"):
+        super().__init__(reason)
+        self.reason = reason
+        self.kind = kind
+
+
+def open_rgb(path: Path, expected_width: int, expected_height: int) -> Image.Image:
+    """Decode an image file fully, as RGB, checking it against the size the JSON gives.
+
+    Raises:
+        SkipImage: missing, unreadable, corrupt or truncated, a decompression bomb, or not the JSON's size.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(path)
+            width, height = image.size
+            if width * height > MAX_PIXELS:
+                raise SkipImage(f"decompression bomb: {width}x{height} pixels exceeds PIL's limit of {MAX_PIXELS}",
+                                "bomb")
+            image.load()
+    except SkipImage:
+        raise
+    except FileNotFoundError:
+        raise SkipImage("file missing", "missing") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        raise SkipImage(f"decompression bomb: {err}", "bomb") from None
+    except Exception as err:  # PIL raises OSError, SyntaxError, ValueError... for damaged files
+        raise SkipImage(f"corrupt or truncated image ({type(err).__name__}: {err})", "corrupt") from None
+    if (width, height) != (expected_width, expected_height):
+        raise SkipImage(f"image is {width}x{height} but the JSON says {expected_width}x{expected_height}", "size")
+    return to_rgb(image)
+
+
+def full_resolution_rles(record: ImageRecord, annotations: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every annotation of `record` rasterised at the image's full resolution, as compressed RLE.
+
+    Raises:
+        SkipImage: an annotation's segmentation is malformed or sized for another image.
+    """
+    rles = []
+    for ann in annotations:
+        try:
+            rles.append(rle_ops.segmentation_to_rle(ann.get("segmentation"), record.height, record.width))
+        except rle_ops.SegmentationError as err:
+            raise SkipImage(f"annotation {ann.get('id')}: {err}", "annotation") from None
+    return rles
+
+
+def stored_rles(full_rles: list[dict[str, Any]], geometry: CropGeometry) -> list[dict[str, Any]]:
+    """Full-resolution RLEs -> RLEs of the `size` x `size` crop (resize nearest + crop, re-encoded)."""
+    if not full_rles:
+        return []
+    masks = rle_ops.decode_rles(full_rles)  # (H, W, N)
+    return rle_ops.encode_masks(resize_crop_masks(masks, geometry))  # N RLEs of (size, size)
+
+
+@dataclass
+class PreparedSample:
+    """One stored sample before encoding: the cropped RGB image and its JSON record."""
+
+    key: str
+    image: Image.Image
+    record: dict[str, Any]
+
+    @property
+    def annotations(self) -> list[dict[str, Any]]:
+        return self.record["annotations"]
+
+
+def prepare_sample(images_dir: Path, record: ImageRecord, size: int) -> PreparedSample:
+    """Decode, resize, crop and rasterise one image into a `PreparedSample`.
+
+    Raises:
+        SkipImage: the image or one of its annotations cannot be used.
+    """
+    image = open_rgb(images_dir / record.file_name, record.width, record.height)
+    annotations = record.annotations()
+    geometry = crop_geometry(record.width, record.height, size)
+    rles = stored_rles(full_resolution_rles(record, annotations), geometry)
+    stored_annotations = [
+        {
+            "id": ann.get("id"),
+            "category_id": ann.get("category_id"),
+            "iscrowd": int(ann.get("iscrowd", 0) or 0),
+            "area": rle_ops.rle_area(rle),
+            "segmentation": rle,
+        }
+        for ann, rle in zip(annotations, rles)
+    ]
+    meta = {
+        "image_id": record.id,
+        "file_name": record.file_name,
+        "height": size,
+        "width": size,
+        "orig_height": record.height,
+        "orig_width": record.width,
+        "annotations": stored_annotations,
+    }
+    return PreparedSample(record.key, resize_crop_image(image, geometry), meta)
+
+
+def encode_image(image: Image.Image, image_format: str, quality: int) -> bytes:
+    """RGB PIL image -> JPEG (`quality`, 4:2:0) or PNG bytes, deterministic for a given Pillow build."""
+    buffer = io.BytesIO()
+    image.info = {}  # no ICC profile / EXIF copied from the source: PIL's PNG encoder would embed them
+    if image_format == "jpeg":
+        image.save(buffer, format="JPEG", quality=quality, subsampling=JPEG_SUBSAMPLING, optimize=False)
+    elif image_format == "png":
+        image.save(buffer, format="PNG", compress_level=6)
+    else:
+        raise ValueError(f"image_format must be one of {sorted(IMAGE_EXTENSIONS)}, got {image_format!r}")
+    return buffer.getvalue()
+
+
+def encode_sample(sample: PreparedSample, image_format: str, quality: int) -> dict[str, Any]:
+    """A `PreparedSample` -> the tar members of one sample: `{"__key__", "jpg"|"png": bytes, "json": bytes}`."""
+    return {
+        "__key__": sample.key,
+        IMAGE_EXTENSIONS[image_format]: encode_image(sample.image, image_format, quality),
+        "json": json.dumps(sample.record, separators=(",", ":")).encode(),
+    }
+
+
+def image_array(image: Image.Image) -> np.ndarray:
+    """RGB PIL image -> uint8 `(H, W, 3)` array."""
+    return np.asarray(image, dtype=np.uint8)

@@ -1,0 +1,101 @@
+"""`shard verify`: recompute every shard's hash, decode every sample, and check the counts against the manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import multiprocessing
+from pathlib import Path
+from typing import Any
+
+from wam_pipe.data.shards.manifest import read_manifest
+from wam_pipe.data.rle import SegmentationError, check_counts_total, counts_from_string
+from wam_pipe.data.shards.tar_io import EncodedSample, ShardFormatError, read_samples
+
+REQUIRED_FIELDS = ("image_id", "file_name", "height", "width", "orig_height", "orig_width", "annotations")
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        while chunk := stream.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def check_sample(sample: EncodedSample, size: int) -> str | None:
+    """What is wrong with one stored sample, or None. Decodes the image fully and every RLE's counts."""
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(sample.image)) as image:
+            image.load()
+            if image.size != (size, size) or image.mode != "RGB":
+                return f"image is {image.mode} {image.size[0]}x{image.size[1]}, expected RGB {size}x{size}"
+    except Exception as err:
+        return f"image does not decode ({type(err).__name__}: {err})"
+    try:
+        meta = json.loads(sample.meta)
+        missing = [name for name in REQUIRED_FIELDS if name not in meta]
+        if missing:
+            return f"JSON lacks {missing}"
+        for ann in meta["annotations"]:
+            rle = ann["segmentation"]
+            if list(rle["size"]) != [size, size]:
+                return f"annotation {ann.get('id')}: mask size {rle['size']}, expected {[size, size]}"
+            check_counts_total(counts_from_string(rle["counts"]), size, size)
+    except (ValueError, KeyError, TypeError, SegmentationError) as err:
+        return f"bad JSON or mask ({type(err).__name__}: {err})"
+    return None
+
+
+def verify_shard(job: tuple[str, dict[str, Any], int]) -> tuple[list[str], list[str]]:
+    """One shard -> (its keys, its problems as `shard: key: message` lines)."""
+    directory, entry, size = job
+    path = Path(directory) / entry["name"]
+    name = entry["name"]
+    if not path.is_file():
+        return [], [f"{name}: file missing"]
+    problems = []
+    if path.stat().st_size != entry["bytes"]:
+        problems.append(f"{name}: {path.stat().st_size} bytes, manifest says {entry['bytes']}")
+    elif _sha256(path) != entry["sha256"]:
+        problems.append(f"{name}: sha256 differs from the manifest's (the file changed or is damaged)")
+    keys: list[str] = []
+    try:
+        for sample in read_samples(path):
+            keys.append(sample.key)
+            problem = check_sample(sample, size)
+            if problem:
+                problems.append(f"{name}: {sample.key}: {problem}")
+    except (ShardFormatError, OSError) as err:
+        problems.append(f"{name}: after key {keys[-1] if keys else '(none)'}: {err}")
+    if len(keys) != entry["samples"]:
+        problems.append(f"{name}: holds {len(keys)} samples, manifest says {entry['samples']}")
+    return keys, problems
+
+
+def verify_shards(directory: str | Path, workers: int | None = None) -> tuple[dict[str, Any], list[str]]:
+    """Check a whole shard directory; returns (manifest, problems). An empty problem list means it is sound."""
+    from wam_pipe.data.shards.build import default_workers
+
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    size = int(manifest["settings"]["size"])
+    jobs = [(str(directory), entry, size) for entry in manifest["shards"]]
+    workers = default_workers() if workers is None else workers
+    if workers <= 1 or len(jobs) <= 1:
+        results = [verify_shard(job) for job in jobs]
+    else:
+        context = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        with multiprocessing.get_context(context).Pool(min(workers, len(jobs))) as pool:
+            results = pool.map(verify_shard, jobs, chunksize=1)
+    problems = [line for _, shard_problems in results for line in shard_problems]
+    all_keys = [key for keys, _ in results for key in keys]
+    if len(set(all_keys)) != len(all_keys):
+        duplicates = sorted({k for k in all_keys if all_keys.count(k) > 1})[:5]
+        problems.append(f"{directory}: keys appear in more than one sample: {duplicates}")
+    if not problems and len(all_keys) != manifest["totals"]["samples"]:
+        problems.append(f"{directory}: {len(all_keys)} samples, manifest totals say {manifest['totals']['samples']}")
+    return manifest, problems
