@@ -7,6 +7,7 @@ from typing import Any, Iterator, Optional
 
 from wam_pipe.core.errors import UserError
 from wam_pipe.core.context import RunContext
+from wam_pipe.data.location import IOSettings, scheme_problem
 
 
 class Load:
@@ -22,7 +23,9 @@ class Load:
     buffer, instance subsets) is seeded from (seed, epoch, rank, worker).
 
     Args:
-        shards: directory with `manifest.json` and the shards. Default None.
+        shards: where the shards and their `manifest.json` are: a local folder, `file://`, `s3://bucket/prefix`,
+            `gs://...`, `http(s)://...` or `pipe:CMD` with `{name}` in CMD (see docs/data.md, "Shards from URLs").
+            Default None.
         images: folder of COCO images (per-file source). Default None.
         annotations: COCO instances JSON (per-file source). Default None.
         size: sample side in pixels; must equal the shards' size. Default 256.
@@ -52,6 +55,12 @@ class Load:
         shard_slice: use only `shards[start:stop]` of the manifest, as a Python slice `[start, stop]` (null = open
             end): e.g. `[0, -1]` trains on all shards but the last and `[-1, null]` evaluates on the held-out last
             one. Default None (all shards).
+        cache_dir: for remote `shards`: keep each downloaded shard here (checked against the manifest's size and
+            sha256, filled atomically) and reuse it in later epochs and runs. Default None (stream every epoch).
+        io_timeout: seconds a remote connect or read may wait before it counts as failed. Default 60.
+        io_retries: further tries of a failed remote open or read (reopened and read forward). Default 3.
+        storage_options: fsspec file-system options for remote `shards`, e.g. `{endpoint_url: http://host:9000}`
+            for an S3-compatible store; never credentials (environment or ~/.aws). Default None.
     """
 
     def __init__(self, shards: str | None = None, images: str | None = None, annotations: str | None = None,
@@ -61,7 +70,8 @@ class Load:
                  random_subset: float = 0.5, resampled: bool = False, drop_last: bool = True,
                  max_samples: int | None = None, decoder: str = "torchvision", channels_last: bool = True,
                  min_shards_per_worker: int = 1, shard_slice: Optional[list[Optional[int]]] = None,
-                 batch_ring: bool = True):
+                 batch_ring: bool = True, cache_dir: str | None = None, io_timeout: float = 60.0,
+                 io_retries: int = 3, storage_options: Optional[dict[str, Any]] = None):
         self.shards, self.images, self.annotations = shards, images, annotations
         self.size, self.batch_size, self.workers = size, batch_size, workers
         self.prefetch_factor, self.persistent_workers, self.pin_memory = prefetch_factor, persistent_workers, pin_memory
@@ -70,6 +80,8 @@ class Load:
         self.resampled, self.drop_last, self.max_samples = resampled, drop_last, max_samples
         self.decoder, self.channels_last, self.min_shards_per_worker = decoder, channels_last, min_shards_per_worker
         self.shard_slice, self.batch_ring = shard_slice, batch_ring
+        self.cache_dir, self.io_timeout, self.io_retries = cache_dir, io_timeout, io_retries
+        self.storage_options = dict(storage_options or {})
         self._stream: Any = None
         self._loader: Any = None
         self._log: Any = print
@@ -103,7 +115,13 @@ class Load:
             (self.decoder not in DECODERS, "decoder", f"must be one of {DECODERS}, got {self.decoder!r}"),
             (self.size < 8, "size", f"must be >= 8, got {self.size}"),
         ]
-        return [(key, message) for bad, key, message in checks if bad]
+        if self.shards is not None:
+            problem = scheme_problem(str(self.shards))
+            checks.append((problem is not None, "shards", problem or ""))
+        return [(key, message) for bad, key, message in checks if bad] + self._io_settings().problems()
+
+    def _io_settings(self) -> IOSettings:
+        return IOSettings(timeout=self.io_timeout, retries=self.io_retries, storage_options=self.storage_options)
 
     def _check_values(self) -> None:
         problems = self._value_problems()
@@ -137,7 +155,7 @@ class Load:
     def _shard_source(self, ctx: RunContext) -> Any:
         from wam_pipe.data.readers.shard_source import ShardSource, open_shards
 
-        directory, manifest = open_shards(self.shards)
+        directory, manifest = open_shards(self.shards, self._io_settings())
         if self.shard_slice is not None:
             manifest = _slice_shards(manifest, self.shard_slice, directory)
         stored = manifest["settings"]["size"]
@@ -145,7 +163,7 @@ class Load:
             raise UserError(f"load.size: {self.size}, but {directory} holds {stored}-pixel samples; set size: {stored} "
                             "or rebuild the shards")
         self._check_shard_count(len(manifest["shards"]), manifest["totals"]["samples"], ctx.world_size, directory)
-        return ShardSource(directory, manifest, self.decoder)
+        return ShardSource(directory, manifest, self.decoder, self.cache_dir)
 
     def _check_shard_count(self, shards: int, samples: int, world_size: int, directory: Path) -> None:
         consumers = world_size * max(self.workers, 1)
