@@ -216,7 +216,10 @@ class ShardLocation:
                 except FileNotFoundError:
                     found[name] = None
             return found
-        listing = fs.ls(self._fs_path(""), detail=True, refresh=True)  # one listing for the whole folder
+        try:
+            listing = fs.ls(self._fs_path(""), detail=True, refresh=True)  # one listing for the whole folder
+        except FileNotFoundError:  # an empty prefix is no folder in an object store
+            listing = []
         by_name = {str(item["name"]).rstrip("/").rsplit("/", 1)[-1]: int(item.get("size") or 0) for item in listing}
         return {name: by_name.get(name) for name in names}
 
@@ -236,6 +239,11 @@ class ShardLocation:
         if self.scheme in ("http", "https", "pipe"):
             raise UserError(f"{self.spec}: cannot write over {self.scheme}; upload to s3:// or gs:// (or a folder)")
         with_retries(lambda: self.fs().put_file(str(local), self._fs_path(name)), self.url(name), self.io)
+
+
+    def copy_from(self, source: "ShardLocation", name: str) -> None:
+        """Copy file `name` from another folder of the same store (server-side)."""
+        with_retries(lambda: self.fs().copy(source._fs_path(name), self._fs_path(name)), self.url(name), self.io)
 
 
 def make_filesystem(scheme: str, io: IOSettings) -> Any:
