@@ -209,3 +209,5 @@ def test_validate_refuses_an_unknown_url_scheme_and_credentials_in_yaml(capsys):
     assert main(["validate", "pipelines/train.yaml", "stages.load.shards=s3://b/x",
                  "stages.load.storage_options={secret: abc}"]) == 2
     assert "environment" in capsys.readouterr().err
+    assert main(["validate", "pipelines/train.yaml", "stages.shard-build.out=s3://b/x"]) == 2  # the CLI uploads
+    assert "shard-build stage writes a local folder" in capsys.readouterr().err

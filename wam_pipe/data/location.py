@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import fsspec
+
 from wam_pipe.core.errors import UserError
 
 FSSPEC_SCHEMES = ("s3", "gs", "gcs", "http", "https")
@@ -248,8 +250,6 @@ class ShardLocation:
 
 def make_filesystem(scheme: str, io: IOSettings) -> Any:
     """An fsspec file system for `scheme` with `io`'s timeouts and retries (optional packages imported here)."""
-    import fsspec
-
     options: dict[str, Any] = dict(io.storage_options)
     if scheme == "s3":
         options.setdefault("config_kwargs", {}).update(

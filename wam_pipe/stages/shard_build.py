@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from wam_pipe.core.errors import UserError
 from wam_pipe.core.context import RunContext
+from wam_pipe.data.location import is_url
 
 if TYPE_CHECKING:
     from wam_pipe.data.shards.build_state import BuildConfig
@@ -60,6 +61,10 @@ class ShardBuild:
         own = [
             (stage.synthesize >= 0, "synthesize", f"must be >= 0 (0 = off), got {stage.synthesize}"),
             (stage.wait_timeout_s > 0, "wait_timeout_s", f"must be > 0, got {stage.wait_timeout_s}"),
+            # A URL would silently become a local path (`s3://b/x` -> `s3:/b/x`); the CLI uploads, the stage does not.
+            ("://" not in str(stage.out) and not is_url(str(stage.out)), "out",
+             f"{stage.out!r}: the shard-build stage writes a local folder (a path, not a URL); build into a bucket with `wam-pipe shard "
+             "build --out URL` and point stages.load.shards at the URL"),
         ]
         return stage._config().value_problems() + [(key, message) for ok, key, message in own if not ok]
 
