@@ -243,3 +243,21 @@ def s3_shards(moto_s3: MotoServer, synth_shards: Path) -> str:
         if path.is_file():
             fs.put_file(str(path), f"shards/synth/{path.name}")
     return "s3://shards/synth"
+
+
+@pytest.fixture()
+def servers() -> Iterator[dict]:
+    """Start extra servers in a test: `servers["http"](directory)`, `servers["moto"](**env)`, `servers["port"]()` (a
+    free port nobody listens on). Every server started through it is killed at the end of the test."""
+    started: list = []
+
+    def start(kind):
+        def make(*args, **kwargs):
+            server = kind(*args, **kwargs)
+            started.append(server)
+            return server
+        return make
+
+    yield {"http": start(HttpServer), "moto": start(MotoServer), "port": free_port}
+    for server in started:
+        server.kill()

@@ -94,9 +94,10 @@ def _build(args: argparse.Namespace) -> int:
               f"{result.reused_shards}, in {result.seconds:.1f} s")
     shown = str(result.manifest_path)
     if remote:
-        published = publish(out, result.manifest_path.name, location, progress=not args.no_progress)
+        published = publish(out, result.manifest_path.name, location, progress=not args.no_progress,
+                            skip=set(uploader.uploaded), resend_all=args.overwrite)
         print(f"uploaded {len(uploader.uploaded) + published.uploaded} shards to {args.out} (kept "
-              f"{published.kept - len(uploader.uploaded)} already there), then {result.manifest_path.name}")
+              f"{published.kept} already there), then {result.manifest_path.name}")
         shown = published.url
     for line in summary_lines(result.manifest, shown):
         print(line)

@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import HttpServer, MotoServer, free_port
 from wam_pipe.core.context import RunContext
 from wam_pipe.core.errors import UserError
 from wam_pipe.stages.load import Load
@@ -52,20 +51,32 @@ def _assert_same_batches(got: list[list[dict]], want: list[list[dict]]) -> None:
             assert torch.equal(got_batch["masks"], want_batch["masks"])
 
 
+class _LocalEpochs:
+    """The local folder's batches per epoch (2 ranks x 2 workers), computed once when first asked for."""
+
+    def __init__(self, shards: Path):
+        self.shards, self.loads, self.epochs = shards, None, {}
+
+    def __getitem__(self, epoch: int) -> list[list[dict]]:
+        if epoch not in self.epochs:
+            self.loads = self.loads or _loads(str(self.shards))
+            self.epochs[epoch] = _epoch(self.loads, epoch)
+        return self.epochs[epoch]
+
+
 @pytest.fixture(scope="module")
-def local_epochs(synth_shards: Path) -> list[list[list[dict]]]:
-    loads = _loads(str(synth_shards))
-    return [_epoch(loads, epoch) for epoch in range(2)]
+def local_epochs(synth_shards: Path) -> _LocalEpochs:
+    return _LocalEpochs(synth_shards)
 
 
-def test_http_epochs_equal_the_local_folder_2_ranks_x_2_workers(http_shards, local_epochs):
-    loads = _loads(http_shards)
-    for epoch in range(2):
-        _assert_same_batches(_epoch(loads, epoch), local_epochs[epoch])
-    keys = sorted(k for rank in _epoch(loads, 0) for batch in rank for k in batch["keys"])
+def test_http_epoch_equals_the_local_folder_2_ranks_x_2_workers(http_shards, local_epochs):
+    batches = _epoch(_loads(http_shards), 0)
+    _assert_same_batches(batches, local_epochs[0])
+    keys = sorted(k for rank in batches for batch in rank for k in batch["keys"])
     assert keys == [f"{i:012d}" for i in range(1, 37)]  # every sample once (36 = 2 ranks x 6 batches x 3)
 
 
+@pytest.mark.slow
 def test_s3_epochs_equal_the_local_folder_2_ranks_x_2_workers(s3_shards, moto_s3, local_epochs):
     loads = _loads(s3_shards, storage_options={"endpoint_url": moto_s3.endpoint})
     for epoch in range(2):
@@ -77,6 +88,7 @@ def test_pipe_command_reads_like_the_local_folder(synth_shards, local_epochs):
     _assert_same_batches(_epoch(loads, 0), local_epochs[0])
 
 
+@pytest.mark.slow
 def test_cache_is_filled_once_and_reused_across_epochs_and_runs(http_shards, synth_shards, local_epochs, tmp_path):
     cache = tmp_path / "cache"
     loads = _loads(http_shards, cache_dir=str(cache))
@@ -97,23 +109,20 @@ def test_missing_manifest_is_one_line_naming_the_url(http_shards):
         _loads(http_shards + "/nothing-here", world=1)
 
 
-def test_unreachable_host_fails_after_bounded_retries(tmp_path):
-    url = f"http://127.0.0.1:{free_port()}/shards"
+def test_unreachable_host_fails_after_bounded_retries(servers):
+    url = f"http://127.0.0.1:{servers['port']()}/shards"
     with pytest.raises(UserError, match=rf"{url}/manifest\.json: cannot read .* after 2 tries"):
         _loads(url, world=1, io_retries=1, io_timeout=2.0)
 
 
-def test_shard_of_another_size_than_the_manifest_is_refused(synth_shards, tmp_path):
+def test_shard_of_another_size_than_the_manifest_is_refused(synth_shards, tmp_path, servers):
     copy = tmp_path / "copy"
     shutil.copytree(synth_shards, copy)
     with open(copy / "shard-000003.tar", "ab") as stream:
         stream.write(bytes(512))
-    server = HttpServer(copy)
-    try:
-        with pytest.raises(UserError, match=r"/shard-000003\.tar: \d+ bytes, the manifest says \d+"):
-            _loads(server.url, world=1)
-    finally:
-        server.kill()
+    server = servers["http"](copy)
+    with pytest.raises(UserError, match=r"/shard-000003\.tar: \d+ bytes, the manifest says \d+"):
+        _loads(server.url, world=1)
 
 
 def test_unknown_scheme_is_refused_not_read_as_a_path():
@@ -148,10 +157,11 @@ KILL_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_server_killed_mid_epoch_stops_the_epoch_with_a_clear_error(synth_shards, tmp_path):
+@pytest.mark.slow
+def test_server_killed_mid_epoch_stops_the_epoch_with_a_clear_error(synth_shards, tmp_path, servers):
     copy = tmp_path / "served"
     shutil.copytree(synth_shards, copy)
-    server = HttpServer(copy)
+    server = servers["http"](copy)
     run = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, server.url], stdin=subprocess.PIPE,
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ.copy())
     try:
@@ -168,10 +178,7 @@ def test_server_killed_mid_epoch_stops_the_epoch_with_a_clear_error(synth_shards
 
 
 @pytest.mark.slow
-def test_forbidden_bucket_is_one_line_naming_the_url(s3_env):
-    server = MotoServer(INITIAL_NO_AUTH_ACTION_COUNT="0")  # every request must carry valid IAM credentials
-    try:
-        with pytest.raises(UserError, match=r"s3://shards/x/manifest\.json: access denied"):
-            _loads("s3://shards/x", world=1, storage_options={"endpoint_url": server.endpoint})
-    finally:
-        server.kill()
+def test_forbidden_bucket_is_one_line_naming_the_url(s3_env, servers):
+    server = servers["moto"](INITIAL_NO_AUTH_ACTION_COUNT="0")  # every request must carry valid IAM credentials
+    with pytest.raises(UserError, match=r"s3://shards/x/manifest\.json: access denied"):
+        _loads("s3://shards/x", world=1, storage_options={"endpoint_url": server.endpoint})

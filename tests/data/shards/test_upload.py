@@ -31,6 +31,7 @@ def _build(synth_coco, out: str, staging: Path, *extra: str) -> int:
                  "--no-progress", *extra])
 
 
+@pytest.mark.slow
 def test_build_uploads_every_shard_then_the_manifest_and_resumes(synth_coco, synth_shards, s3, tmp_path, capsys):
     assert _build(synth_coco, "s3://uploads/whole", tmp_path / "staging") == 0
     local = json.loads((synth_shards / "manifest.json").read_text())
@@ -63,6 +64,7 @@ def test_manifest_is_not_uploaded_when_a_shard_upload_fails(synth_shards, s3, tm
     assert not s3.exists("uploads/failed/manifest.json")  # readers never see the incomplete set
 
 
+@pytest.mark.slow
 def test_parts_built_into_one_bucket_and_merged_there(synth_coco, synth_shards, s3, tmp_path):
     for part in range(2):
         assert _build(synth_coco, "s3://uploads/parts", tmp_path / f"machine{part}", "--num-parts", "2",

@@ -5,7 +5,7 @@ the build has renamed it (a background thread, while the next shard is built; an
 object appear whole or not at all), then every shard the URL still lacks (reused from an earlier run), and only
 then the manifest (`manifest.json`, or the part manifest of a `--num-parts` build). An interrupted upload resumes:
 the staging folder keeps the finished build (its rerun is a no-op) and shards already at the URL with their
-recorded size are not sent again.
+recorded size are not sent again (with `--overwrite`, every shard is sent again).
 
 Staging defaults to `~/.cache/wam-pipe/staging/<sha256 of the URL, 16 hex>` (`--staging DIR` to choose).
 """
@@ -72,8 +72,12 @@ class PublishResult:
     kept: int  # shards already at the URL with their recorded size
 
 
-def publish(staging: Path, manifest_name: str, location: ShardLocation, progress: bool = True) -> PublishResult:
+def publish(staging: Path, manifest_name: str, location: ShardLocation, progress: bool = True,
+            skip: set[str] | frozenset[str] = frozenset(), resend_all: bool = False) -> PublishResult:
     """Upload the shards of the staged manifest that `location` lacks (or holds at another size), then the manifest.
+
+    `skip`: shards already sent by this run (`ShardUploader.uploaded`). `resend_all` (`--overwrite`): send every
+    other shard too, since a shard of the same name and size at the URL may come from another build.
 
     Raises:
         UserError: an upload failed (one line naming the URL); rerun to resume.
@@ -82,8 +86,9 @@ def publish(staging: Path, manifest_name: str, location: ShardLocation, progress
     manifest: dict[str, Any] = json.loads(manifest_file.read_text())
     entries = manifest["shards"]
     remote = location.sizes([entry["name"] for entry in entries])
-    todo = [entry for entry in entries if remote.get(entry["name"]) != entry["bytes"]]
+    todo = [entry for entry in entries if entry["name"] not in skip
+            and (resend_all or remote.get(entry["name"]) != entry["bytes"])]
     for entry in tqdm(todo, desc="upload", unit="shard", disable=not progress or not todo):
         location.put(Path(staging) / entry["name"], entry["name"])
     location.put(manifest_file, manifest_name)  # last: the set is published when its manifest appears
-    return PublishResult(location.url(manifest_name), len(todo), len(entries) - len(todo))
+    return PublishResult(location.url(manifest_name), len(todo), len(entries) - len(todo) - len(skip))
