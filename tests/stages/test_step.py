@@ -31,7 +31,8 @@ def make_step(nbits: int = 8, precision: str = "fp32", **kw) -> Step:
                     losses=WatermarkLosses(decoding=1.0, balanced=False), img_size=SIZE)
     defaults.update(kw)
     step = Step(**defaults)
-    step.setup(RunContext(run_dir=Path("."), log=lambda m: None, precision=precision), RunSettings(epochs=2, steps_per_epoch=4))
+    step.setup(RunContext(run_dir=Path("."), log=lambda m: None, precision=precision),
+               RunSettings(epochs=2, steps_per_epoch=4))
     step.train()
     return step
 

@@ -74,7 +74,7 @@ class Step:
                  compile: bool = False, compile_mode: Optional[str] = None):
         # The config, as given: the arguments by name (`locals()` holds exactly them here), so that each one is
         # written once in the signature and once in the docstring above. Nothing is built before `setup`.
-        self.cfg = types.SimpleNamespace(**{k: v for k, v in locals().items() if k != "self"})
+        self.cfg = types.SimpleNamespace(**{k: v for k, v in locals().items() if k not in ("self", "__class__")})
         embedder_nbits, extractor_nbits = getattr(embedder, "nbits", None), getattr(extractor, "nbits", None)
         if nbits_mismatch(embedder_nbits, extractor_nbits):
             raise ValueError(f"embedder has nbits={embedder_nbits} but extractor has nbits={extractor_nbits}; set "
