@@ -42,10 +42,8 @@ def train(ctx: RunContext, settings: RunSettings, stages: dict[str, Any], run_di
     load, augment, step, evaluator = stages["load"], stages.get("augment"), stages["step"], stages.get("eval")
     load.setup(ctx)
     steps_per_epoch = min(load.batches_per_epoch, settings.steps_per_epoch or math.inf)
-    step.setup(ctx, epochs=settings.epochs, steps_per_epoch=int(steps_per_epoch),
-               static_graph=settings.ddp_static_graph, bucket_view=settings.ddp_bucket_view,
-               channels_last=settings.channels_last, fused_optimizer=settings.fused_optimizer,
-               find_unused=settings.ddp_find_unused)
+    # The step reads the run's switches from the settings, with steps_per_epoch as this loop will run it.
+    step.setup(ctx, dataclasses.replace(settings, steps_per_epoch=int(steps_per_epoch)))
     if evaluator is not None:
         evaluator.setup(ctx)
     start_epoch, global_step = 0, 0
