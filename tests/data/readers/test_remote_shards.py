@@ -69,6 +69,7 @@ def local_epochs(synth_shards: Path) -> _LocalEpochs:
     return _LocalEpochs(synth_shards)
 
 
+@pytest.mark.slow
 def test_http_epoch_equals_the_local_folder_2_ranks_x_2_workers(http_shards, local_epochs):
     batches = _epoch(_loads(http_shards), 0)
     _assert_same_batches(batches, local_epochs[0])
@@ -84,6 +85,7 @@ def test_s3_epochs_equal_the_local_folder_2_ranks_x_2_workers(s3_shards, moto_s3
 
 
 def test_pipe_command_reads_like_the_local_folder(synth_shards, local_epochs):
+    # The default suite's equality check (a forward-only stream, 2 ranks x 2 workers); the HTTP and S3 ones are slow.
     loads = _loads(f"pipe:cat {synth_shards}/{{name}}")
     _assert_same_batches(_epoch(loads, 0), local_epochs[0])
 
