@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 
@@ -24,7 +24,6 @@ class RunContext:
         rank / world_size / local_rank: the torch.distributed coordinates (0 / 1 / 0 without DDP).
         precision: "fp32", "bf16" or "fp16" (autocast dtype of the training step).
         log: prints a line on rank 0 (a no-op on other ranks).
-        artifacts: in-memory outputs keyed by stage name, for later stages of the same run.
     """
 
     run_dir: Path
@@ -35,7 +34,6 @@ class RunContext:
     local_rank: int = 0
     precision: str = "fp32"
     log: Callable[[str], None] = _print
-    artifacts: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_main(self) -> bool:

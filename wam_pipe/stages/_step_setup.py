@@ -13,7 +13,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from wam_pipe.core.errors import UserError
 from wam_pipe.core.metrics import bit_accuracy_counts, detection_stats, psnr
-from wam_pipe.runner.checkpoint import load_checkpoint, load_model_weights
+from wam_pipe.core.checkpoint import load_checkpoint, load_model_weights
 from wam_pipe.core.context import RunContext
 from wam_pipe.stages._train_forward import TrainForward
 

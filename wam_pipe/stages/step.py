@@ -11,6 +11,8 @@ from wam_pipe.losses.terms import hinge_discriminator_loss
 from wam_pipe.core.context import RunContext
 from wam_pipe.core.precision import autocast_for
 from wam_pipe.stages._step_setup import StepSetup, build_step_state
+from wam_pipe.core.signature import signature_of
+from wam_pipe.core.targets import import_target
 
 
 class Step:
@@ -68,9 +70,6 @@ class Step:
     @classmethod
     def check_config(cls, node: dict) -> list[tuple[str, str]]:
         """Cheap cross-field checks for `wam-pipe validate` (before anything is built)."""
-        from wam_pipe.config.signature import signature_of
-        from wam_pipe.config.targets import import_target
-
         def nbits_of(key: str) -> Any:
             child = node.get(key)
             if not isinstance(child, dict) or "_target_" not in child:

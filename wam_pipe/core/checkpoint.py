@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from wam_pipe.core.atomic import atomic_open
 from wam_pipe.core.errors import UserError
 
 FORMAT = 1
@@ -25,12 +26,8 @@ FORMAT = 1
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_open(path) as f:
         torch.save({"format": FORMAT, **payload}, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _why_unreadable(path: Path, err: Exception) -> str:
