@@ -17,11 +17,10 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
-import re
 import typing
 from typing import Any
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from wam_pipe.config.messages import interpolation_message

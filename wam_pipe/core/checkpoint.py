@@ -7,7 +7,6 @@ is enough to rebuild its model (`wam-pipe embed/detect --checkpoint`).
 
 from __future__ import annotations
 
-import os
 import random
 import re
 import warnings
