@@ -16,7 +16,7 @@ from wam_pipe.eval.multi import MULTI_SOURCES
 from wam_pipe.core.context import RunContext
 from wam_pipe.core import distributed
 from wam_pipe.eval.engine import EvalPlan, evaluate_batches
-from wam_pipe.eval.outputs import write_metrics, write_tensorboard
+from wam_pipe.eval.outputs import write_metrics
 from wam_pipe.eval.pictures import read_jsonl, save_curves_plot, save_robustness_plot
 from wam_pipe.eval.summary import grid_lines, headline, multi_lines, summarize
 from wam_pipe.stages.load import Load
@@ -173,7 +173,9 @@ class Eval:
                              metrics["masks"])
         save_curves_plot(run_dir / layout.CURVES, read_jsonl(layout.log_path(run_dir)),
                          read_jsonl(layout.history_path(run_dir)))
-        write_tensorboard(run_dir, metrics)
+        ctx.tracker.log_scalars("eval", metrics["step"], metrics["summary"])
+        ctx.tracker.log_images("eval", metrics["step"], {"grid": eval_dir(run_dir) / layout.GRID,
+                                                         "robustness": eval_dir(run_dir) / layout.ROBUSTNESS})
         for line in [f"[eval] {headline(metrics)} | {seconds:.1f} s", *grid_lines(metrics), *multi_lines(metrics)]:
             ctx.log(line)
         ctx.log(f"[eval] wrote {path} and pictures in {eval_dir(run_dir)}")
