@@ -85,7 +85,7 @@ def run_pipeline(pipeline: Pipeline, output_dir: str | None = None, overwrite: b
         if start_step == 0:
             ctx.tracker.log_text("config", pipeline.to_yaml(resolved=True))
         _run_stages(ctx, settings, stages, pipeline, only, resume_from)
-        if "step" in stages and only in (None, "step"):
+        if stages.step is not None and only in (None, "step"):
             ctx.tracker.log_summary(flat_hparams(pipeline.resolved), final_metrics(run_dir))
         failed = False
     finally:
