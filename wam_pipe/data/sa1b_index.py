@@ -158,9 +158,9 @@ def _list_tar(path: Path, group: int) -> tuple[list[TarImageRecord], int, int]:
         raise UserError(f"{path}: truncated: the file ends {where} at byte {size}; re-download this tar")
     if pending:
         image_id, (image, meta) = next(iter(pending.items()))
-        lone, missing = (image, "its JSON") if image is not None else (meta, "its image")
+        lone, missing = (image, "JSON") if image is not None else (meta, "image")
         more = f" (and {len(pending) - 1} more unpaired members)" if len(pending) > 1 else ""
-        raise UserError(f"{path}: member {lone} has no {missing} in this tar{more}; SA-1B tars hold sa_N.jpg + "
+        raise UserError(f"{path}: member {lone} has no matching {missing} in this tar{more}; SA-1B tars hold sa_N.jpg + "
                         "sa_N.json pairs: re-download this tar")
     return records, ignored, size
 
