@@ -143,7 +143,8 @@ def test_validate_refuses_instance_masks_on_shards_without_instances(sets, tmp_p
     assert len(errors) == 2
     assert "stages.load.mask_mode: instances, but" in errors[0] and "carry no instances" in errors[0]
     assert "stages.augment.masks.segm: 0.25" in errors[1] and "carry no instances" in errors[1]
-    mixed = f"mix: [{{shards: {sets['coco']}, weight: 1}}, {{shards: {sets['photos']}, weight: 1}}]\n    epoch_batches: 3"
+    mixed = (f"mix: [{{shards: {sets['coco']}, weight: 1}}, {{shards: {sets['photos']}, weight: 1}}]\n"
+             "    epoch_batches: 3")
     assert any("carry no instances" in e for e in _errors(tmp_path, source=mixed, segm=0.5))
     assert _errors(tmp_path, source=f"shards: {sets['coco']}", segm=0.5) == []
 

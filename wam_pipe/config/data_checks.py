@@ -86,8 +86,9 @@ def instance_problems(stages: dict[str, Any], file: str) -> list[str]:
             if is_eval and _target(user, "stages.Eval") and user.get("data") is node:
                 masks = user.get("masks")
                 if (masks is None and EVAL_DEFAULT_HAS_SEGM) or (isinstance(masks, list) and "segm" in masks):
-                    errors.append(f"{file}: {user_path}.masks: includes segm{' (the default)' if masks is None else ''},"
-                                  f" but {path} reads {bare[0]}: {FIX}")
+                    default = " (the default)" if masks is None else ""
+                    errors.append(f"{file}: {user_path}.masks: includes segm{default}, but {path} reads {bare[0]}: "
+                                  f"{FIX}")
                 sources = user.get("multi_wm_sources", ["segm"])
                 if user.get("multi_wm") and isinstance(sources, list) and "segm" in sources:
                     errors.append(f"{file}: {user_path}.multi_wm_sources: includes segm, but {path} reads "

@@ -160,8 +160,8 @@ def _list_tar(path: Path, group: int) -> tuple[list[TarImageRecord], int, int]:
         image_id, (image, meta) = next(iter(pending.items()))
         lone, missing = (image, "JSON") if image is not None else (meta, "image")
         more = f" (and {len(pending) - 1} more unpaired members)" if len(pending) > 1 else ""
-        raise UserError(f"{path}: member {lone} has no matching {missing} in this tar{more}; SA-1B tars hold sa_N.jpg + "
-                        "sa_N.json pairs: re-download this tar")
+        raise UserError(f"{path}: member {lone} has no matching {missing} in this tar{more}; SA-1B tars hold "
+                        "sa_N.jpg + sa_N.json pairs: re-download this tar")
     return records, ignored, size
 
 

@@ -81,7 +81,8 @@ def write_synthetic_sa1b(out: str | Path, images: int, per_tar: int = 100, seed:
     Raises:
         UserError: bad counts or sizes.
     """
-    checks = [(images >= 1, f"images must be >= 1, got {images}"), (per_tar >= 1, f"per_tar must be >= 1, got {per_tar}"),
+    checks = [(images >= 1, f"images must be >= 1, got {images}"),
+              (per_tar >= 1, f"per_tar must be >= 1, got {per_tar}"),
               (width >= 16 and height >= 16, f"width and height must be >= 16, got {width}x{height}"),
               (masks >= 0, f"masks must be >= 0, got {masks}")]
     for ok, message in checks:
