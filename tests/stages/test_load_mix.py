@@ -156,3 +156,24 @@ def test_validate_refuses_a_bad_mix_in_one_line_each(sets, tmp_path):
     assert any("stages.load.mix[0].weight: must be a number >= 0, got -1" in e for e in errors), errors
     sized = f"mix: [{{shards: {sets['coco']}, weight: 1}}, {{shards: {sets['big']}, weight: 1}}]\n    epoch_batches: 3"
     assert any("stages.load.mix[1].shards" in e and "48-pixel" in e for e in _errors(tmp_path, source=sized))
+
+
+def test_validate_refuses_the_eval_grids_segm_on_shards_without_instances(sets, tmp_path):
+    evaluation = textwrap.indent(textwrap.dedent(f"""\
+        eval:
+          _target_: wam_pipe.stages.Eval
+          {{masks}}
+          data: {{{{_target_: wam_pipe.stages.Load, shards: {sets['photos']}, size: 32, batch_size: 4, workers: 0,
+                  shuffle: false, drop_last: false, random_subset: 0.0}}}}
+        """), "  ")
+    photos = f"shards: {sets['photos']}"
+    path = tmp_path / "p.yaml"
+    for masks, expected in (("", "stages.eval.masks: includes segm (the default)"), ("masks: [full, box]", None)):
+        body = PIPELINE.format(source=photos, mask_mode="union", segm=0.0) + evaluation.format(masks=masks)
+        path.write_text(body)
+        try:
+            compose(path)
+            errors = []
+        except ConfigError as err:
+            errors = err.errors
+        assert (errors == []) if expected is None else (len(errors) == 1 and expected in errors[0]), errors
