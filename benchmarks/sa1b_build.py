@@ -5,7 +5,7 @@ like SA-1B's), lists them (headers only), then builds them with one worker (in-p
 process's) in three settings: all masks, `--max-masks 16`, and no masks (`--max-masks 0`: image work alone). Prints
 CPU ms/image, img/s per worker, shard bytes per image, and the projection for 1,000 tars of 11k images.
 
-Usage: python benchmarks/sa1b_build.py [--images 12] [--per-tar 6] [--masks 100] [--out /tmp/sa1b_bench]
+Usage: python benchmarks/sa1b_build.py [--images 12] [--per-tar 6] [--masks 100] [--out /tmp/sa1b_bench] [--reuse]
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from wam_pipe.data.synth_sa1b import write_synthetic_sa1b
 SA1B_TARS, SA1B_PER_TAR = 1000, 11_000
 
 
-def _build(tars: Path, out: Path, max_masks: int | None) -> tuple[float, float, dict]:
+def _build(tars: list[Path], out: Path, max_masks: int | None) -> tuple[float, float, dict]:
     shutil.rmtree(out, ignore_errors=True)
-    config = BuildConfig(None, None, out, sa1b=[str(tars)], workers=1, progress=False, max_masks=max_masks)
+    config = BuildConfig(None, None, out, sa1b=[str(p) for p in tars], workers=1, progress=False, max_masks=max_masks)
     cpu, wall = time.process_time(), time.perf_counter()
     result = build_shards(config)
     return time.process_time() - cpu, time.perf_counter() - wall, result.manifest
@@ -39,22 +39,28 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=2250)
     parser.add_argument("--height", type=int, default=1500)
     parser.add_argument("--out", default="/tmp/sa1b_bench")
+    parser.add_argument("--reuse", action="store_true", help="measure the tars already in OUT/tars (no synthesis)")
     args = parser.parse_args()
     root = Path(args.out)
     tars = root / "tars"
     started = time.perf_counter()
-    paths = write_synthetic_sa1b(tars, args.images, per_tar=args.per_tar, width=args.width, height=args.height,
-                                 masks=args.masks)
+    if args.reuse:
+        paths = sorted(tars.glob("*.tar"))
+    else:
+        paths = write_synthetic_sa1b(tars, args.images, per_tar=args.per_tar, width=args.width, height=args.height,
+                                     masks=args.masks)
+        print(f"synthesized {args.images} images {args.width}x{args.height} x {args.masks} masks in "
+              f"{time.perf_counter() - started:.0f} s")
+    count = len(list_sa1b_tars(paths).images)
     tar_bytes = sum(p.stat().st_size for p in paths)
-    print(f"synthesized {args.images} images {args.width}x{args.height} x {args.masks} masks in {len(paths)} tars "
-          f"({tar_bytes / args.images / 1e6:.2f} MB per image in the tars) in {time.perf_counter() - started:.0f} s")
+    print(f"{count} images in {len(paths)} tars, {tar_bytes / count / 1e6:.2f} MB per image in the tars")
     listing = time.perf_counter()
-    index = list_sa1b_tars([tars])
+    index = list_sa1b_tars(paths)
     listing = time.perf_counter() - listing
     print(f"listing (headers only): {listing / (2 * len(index.images)) * 1e6:.0f} us per member, warm page cache")
     rates = {}
     for label, max_masks in (("all masks", None), ("max_masks 16", 16), ("no masks", 0)):
-        cpu, wall, manifest = _build(tars, root / "shards", max_masks)
+        cpu, wall, manifest = _build(paths, root / "shards", max_masks)
         n = manifest["totals"]["samples"]
         per_image = manifest["totals"]["bytes"] / n
         rates[label] = n / cpu
