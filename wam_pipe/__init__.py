@@ -5,3 +5,19 @@ file, instantiates every stage, writes a run directory and runs one explicit tra
 """
 
 __version__ = "0.1.0"
+
+# `import wam_pipe` stays cheap (no torch): the Python API is imported on first use of `wam_pipe.load` /
+# `wam_pipe.Watermarker` (wam_pipe/inference/api.py).
+_API = {"load", "Watermarker", "EmbedResult", "DetectResult"}
+
+
+def __getattr__(name: str):
+    if name in _API:
+        from wam_pipe.inference import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'wam_pipe' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_API])
