@@ -1,8 +1,8 @@
 """Progress on long work: a tqdm bar (rate and ETA) on a terminal, periodic one-line reports elsewhere.
 
 A bar redrawn with carriage returns is noise in a log file or CI output, and silence for an hour is worse: when
-stderr is not a terminal, `progress` prints one plain line every `interval` seconds (and one at the end) with the
-count, the rate and the ETA. `enabled=False` silences both.
+stderr is not a terminal, `progress` prints one plain line every `interval` seconds (and one at the end, when the
+work lasted that long) with the count, the rate and the ETA. `enabled=False` silences both.
 
     with progress(total=len(files), desc="detect", unit="img") as bar:
         for batch in batches:
@@ -29,7 +29,8 @@ def _duration(seconds: float) -> str:
 
 class PeriodicLines:
     """The non-terminal stand-in for a tqdm bar: same `update` / `set_postfix_str` / `close` calls, one line per
-    `interval` seconds: `desc: 120/1000 img (12%), 35.2 img/s, elapsed 00:03, ETA 00:25`."""
+    `interval` seconds: `desc: 120/1000 img (12%), 35.2 img/s, elapsed 00:03, ETA 00:25`, and a last one at `close`
+when any was printed (work shorter than one interval prints nothing)."""
 
     def __init__(self, total: int | None, desc: str, unit: str, interval: float, file: TextIO):
         self.total, self.desc, self.unit, self.interval, self.file = total, desc, unit, interval, file
@@ -37,6 +38,7 @@ class PeriodicLines:
         self.postfix = ""
         self.start = self.last = time.monotonic()
         self.closed = False
+        self.printed = False
 
     def line(self) -> str:
         elapsed = time.monotonic() - self.start
@@ -53,6 +55,7 @@ class PeriodicLines:
         now = time.monotonic()
         if now - self.last >= self.interval:
             self.last = now
+            self.printed = True
             print(self.line(), file=self.file, flush=True)
 
     def set_postfix_str(self, text: str, refresh: bool = True) -> None:
@@ -61,7 +64,7 @@ class PeriodicLines:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            if self.n:
+            if self.printed:  # work that took less than one interval stays silent
                 print(self.line(), file=self.file, flush=True)
 
     def __enter__(self) -> "PeriodicLines":
