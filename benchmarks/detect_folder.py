@@ -10,7 +10,8 @@ weights): "quickstart" (pipelines/quickstart.yaml: ConvEmbedder / ConvExtractor,
   `--per-process` photos (a process per image pays the start, the imports and the model load every time);
 - folder: one `wam-pipe detect --images DIR --out R.jsonl --batch-size 16 --workers W --device cpu` over every
   photo of DIR (decode + resize in W loader workers, batched forward passes).
-Reported: images/s of wall time, and CPU ms per image (the processes' user + system time, children included, which
+Reported: images/s of wall time (whole commands; for the folder arm also the scan alone, from its summary line,
+without the process start and model load), and CPU ms per image (the processes' user + system time, children included, which
 other jobs on a shared machine do not inflate), and the ratio folder / per_process.
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import subprocess
 import sys
@@ -58,15 +60,17 @@ def checkpoint(name: str, folder: Path) -> Path:
     return path
 
 
-def timed(commands: list[list[str]]) -> tuple[float, float]:
-    """Run the commands one after the other; (wall s, CPU s of the children)."""
+def timed(commands: list[list[str]]) -> tuple[float, float, str]:
+    """Run the commands one after the other; (wall s, CPU s of the children, the last one's stdout)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
+    out = ""
     for command in commands:
-        subprocess.run(command, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONPATH": str(REPO)})
+        out = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONPATH": str(REPO)}).stdout
     wall = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), out
 
 
 def main() -> int:
@@ -86,25 +90,28 @@ def main() -> int:
             ckpt = checkpoint(name, tmp)
             base = [*cli, "--checkpoint", str(ckpt), "--device", "cpu"]
             few = photos[: args.per_process]
-            wall, cpu = timed([[*base, "--image", str(p), "--json"] for p in few])
+            wall, cpu, _ = timed([[*base, "--image", str(p), "--json"] for p in few])
             per_process = {"model": name, "arm": "per_process", "images": len(few), "img_per_s": len(few) / wall,
                            "cpu_ms_per_img": 1000 * cpu / len(few)}
             out = tmp / f"{name}.jsonl"
-            wall, cpu = timed([[*base, "--images", args.images, "--out", str(out), "--batch-size", "16",
-                                "--workers", str(args.workers)]])
+            wall, cpu, summary = timed([[*base, "--images", args.images, "--out", str(out), "--batch-size", "16",
+                                         "--workers", str(args.workers)]])
+            # The scan's own rate, without the process start and the model load (its summary line).
+            scan_rate = float(re.search(r"\(([0-9.]+) img/s\)", summary).group(1))
             lines = out.read_text().splitlines()
             assert len(lines) == len(photos), (len(lines), len(photos))
             folder = {"model": name, "arm": "folder", "images": len(photos), "img_per_s": len(photos) / wall,
-                      "cpu_ms_per_img": 1000 * cpu / len(photos)}
+                      "cpu_ms_per_img": 1000 * cpu / len(photos), "scan_img_per_s": scan_rate}
             rows += [per_process, folder]
             print(f"{name}: per_process {per_process['img_per_s']:.2f} img/s, {per_process['cpu_ms_per_img']:.0f} CPU "
                   f"ms/img; folder {folder['img_per_s']:.2f} img/s, {folder['cpu_ms_per_img']:.0f} CPU ms/img; "
                   f"ratio {folder['img_per_s'] / per_process['img_per_s']:.1f}x img/s, "
                   f"{per_process['cpu_ms_per_img'] / folder['cpu_ms_per_img']:.1f}x less CPU", flush=True)
-    print("| model | arm | images | img/s | CPU ms/img |")
-    print("|---|---|---:|---:|---:|")
+    print("| model | arm | images | img/s (whole command) | img/s (scan alone) | CPU ms/img |")
+    print("|---|---|---:|---:|---:|---:|")
     for row in rows:
-        print(f"| {row['model']} | {row['arm']} | {row['images']} | {row['img_per_s']:.2f} | "
+        scan = f"{row['scan_img_per_s']:.2f}" if "scan_img_per_s" in row else "-"
+        print(f"| {row['model']} | {row['arm']} | {row['images']} | {row['img_per_s']:.2f} | {scan} | "
               f"{row['cpu_ms_per_img']:.0f} |")
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=1))

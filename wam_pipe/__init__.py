@@ -4,6 +4,8 @@ A pipeline YAML names five stage kinds (shard-build, load, augment, step, eval);
 file, instantiates every stage, writes a run directory and runs one explicit training loop.
 """
 
+import importlib
+
 __version__ = "0.1.0"
 
 # `import wam_pipe` stays cheap (no torch): the Python API is imported on first use of `wam_pipe.load` /
@@ -13,9 +15,7 @@ _API = {"load", "Watermarker", "EmbedResult", "DetectResult"}
 
 def __getattr__(name: str):
     if name in _API:
-        from wam_pipe.inference import api
-
-        return getattr(api, name)
+        return getattr(importlib.import_module("wam_pipe.inference.api"), name)
     raise AttributeError(f"module 'wam_pipe' has no attribute {name!r}")
 
 

@@ -22,10 +22,22 @@ def test_not_a_terminal_prints_periodic_lines_with_eta():
             bar.update(2)
         bar.set_postfix_str("1 watermarked")
     lines = out.getvalue().splitlines()
-    assert len(lines) == 5  # one per update (interval 0) + the last at close
+    assert len(lines) == 4  # one per update (interval 0); none more at close: it would repeat the last
     assert lines[0].startswith("detect: 2/10 img (20%),") and "img/s" in lines[0] and "ETA" in lines[0]
-    assert lines[-1].startswith("detect: 8/10 img (80%)") and lines[-1].endswith("1 watermarked")
+    assert lines[-1].startswith("detect: 8/10 img (80%)")
     assert "\r" not in out.getvalue()
+
+
+def test_close_adds_a_last_line_only_when_it_is_new():
+    out = io.StringIO()
+    bar = progress(10, "eval", "batch", interval=0.0, file=out)
+    bar.update(4)
+    bar.interval = 3600.0  # the rest comes within one interval
+    bar.update(6)
+    bar.set_postfix_str("done")
+    bar.close()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2 and lines[1].startswith("eval: 10/10 batch (100%)") and lines[1].endswith("done")
 
 
 def test_short_work_off_a_terminal_is_silent():

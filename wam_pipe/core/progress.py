@@ -38,7 +38,7 @@ when any was printed (work shorter than one interval prints nothing)."""
         self.postfix = ""
         self.start = self.last = time.monotonic()
         self.closed = False
-        self.printed = False
+        self.printed_at: int | None = None  # the count of the last line printed
 
     def line(self) -> str:
         elapsed = time.monotonic() - self.start
@@ -55,7 +55,7 @@ when any was printed (work shorter than one interval prints nothing)."""
         now = time.monotonic()
         if now - self.last >= self.interval:
             self.last = now
-            self.printed = True
+            self.printed_at = self.n
             print(self.line(), file=self.file, flush=True)
 
     def set_postfix_str(self, text: str, refresh: bool = True) -> None:
@@ -64,7 +64,8 @@ when any was printed (work shorter than one interval prints nothing)."""
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            if self.printed:  # work that took less than one interval stays silent
+            # Work shorter than one interval stays silent; a last line only when it says something new.
+            if self.printed_at is not None and self.printed_at != self.n:
                 print(self.line(), file=self.file, flush=True)
 
     def __enter__(self) -> "PeriodicLines":
