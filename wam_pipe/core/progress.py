@@ -48,7 +48,8 @@ when any was printed (work shorter than one interval prints nothing)."""
             count += f" ({100 * self.n / self.total:.0f}%)"
         eta = f", ETA {_duration((self.total - self.n) / rate)}" if self.total and rate > 0 else ""
         extra = f", {self.postfix}" if self.postfix else ""
-        return f"{self.desc}: {count}, {rate:.1f} {self.unit}/s, elapsed {_duration(elapsed)}{eta}{extra}"
+        speed = f"{rate:.1f}" if rate >= 10 else f"{rate:.2g}"  # slow work (big models on a CPU) keeps 2 digits
+        return f"{self.desc}: {count}, {speed} {self.unit}/s, elapsed {_duration(elapsed)}{eta}{extra}"
 
     def update(self, n: int = 1) -> None:
         self.n += n
