@@ -16,17 +16,32 @@ def register(sub: argparse._SubParsersAction) -> None:
     which = parser.add_subparsers(dest="shard_command", metavar="ACTION")
     which.required = True
     _add_build(which)
-    verify = which.add_parser("verify", help="recompute hashes, decode every sample, check counts")
+    verify = which.add_parser(
+        "verify", help="recompute hashes, decode every sample, check counts",
+        description="Check a shard folder against its manifest.json: recompute every shard's SHA-256, decode every "
+        "sample (image and masks), and compare the per-shard and total sample counts with the manifest (and keys for duplicates). "
+        "Prints OK with the totals, or one line per problem (exit 1). Shards are checked in parallel (--workers); "
+        "progress (shards/s, ETA) goes to stderr. Example: wam-pipe shard verify data/shards/train")
     verify.add_argument("directory", help="shard folder (holding manifest.json)")
     verify.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     verify.set_defaults(func=_verify)
-    inspect = which.add_parser("inspect", help="counts, sizes, category histogram, and a picture of samples")
+    inspect = which.add_parser(
+        "inspect", help="counts, sizes, category histogram, and a picture of samples",
+        description="Summarise a shard folder from its manifest and samples: shard and sample counts, bytes, the "
+        "stored size, instances per image and the category histogram; with --out, also draw a grid of --samples "
+        "samples with their masks overlaid. Reads only; example: wam-pipe shard inspect data/shards/train --out "
+        "samples.png")
     inspect.add_argument("directory", help="shard folder (holding manifest.json)")
     inspect.add_argument("--out", default=None,
                          help="write a grid of samples with masks overlaid to this .png (or .jpg) file")
     inspect.add_argument("--samples", type=int, default=16, help="samples in the picture, >= 1 (default 16)")
     inspect.set_defaults(func=_inspect)
-    merge = which.add_parser("merge", help="join the part manifests of a --num-parts build")
+    merge = which.add_parser(
+        "merge", help="join the part manifests of a --num-parts build",
+        description="Join the parts of a build split with `shard build --num-parts P --part i` (one per machine or "
+        "job) into one shard folder with one manifest.json: the parts must come from the same inputs and settings "
+        "and together cover every part exactly once. Shards outside --out are hard-linked (or copied) into it; the "
+        "manifest is written last. Example: wam-pipe shard merge parts/p0 parts/p1 --out data/shards/train")
     merge.add_argument("inputs", nargs="+", help="shard folders or part manifest files")
     merge.add_argument("--out", required=True, help="output folder (shards elsewhere are linked or copied here)")
     merge.set_defaults(func=_merge)

@@ -61,7 +61,8 @@ class Load:
             and samples may repeat or be missed. Default False.
         drop_last: drop incomplete batches so that every rank has the same batch count (training). Default True.
         max_samples: use only the first N samples of the epoch's order (e.g. evaluation subsets). Default None.
-        decoder: "torchvision" (faster) or "pil". Default "torchvision".
+        decoder: "torchvision" (faster: the tensor codec of `core.codecs`, TorchCodec when installed, else
+            torchvision.io) or "pil". Default "torchvision".
         channels_last: deliver `images` in channels-last memory layout (same shape (B, 3, S, S); saves a strided
             copy per image in the workers; `.contiguous()` gives NCHW memory). Default True.
         min_shards_per_worker: exact epochs need at least this many shards per (rank x worker); fewer fails at
