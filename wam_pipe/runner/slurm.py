@@ -59,7 +59,11 @@ class SlurmRun:
     def __call__(self) -> str:
         os.chdir(self.cwd)
         pipeline = compose(self.pipeline, self.overrides)
-        return str(run_pipeline(pipeline, output_dir=self.output_dir, overwrite=self.overwrite, only=self.only))
+        # --overwrite means the first start: a job that Slurm itself requeued (node failure) restarts from the
+        # original pickle, and must resume, not wipe, what its first start did
+        first_start = int(os.environ.get("SLURM_RESTART_COUNT") or 0) == 0
+        return str(run_pipeline(pipeline, output_dir=self.output_dir, overwrite=self.overwrite and first_start,
+                                only=self.only))
 
     def checkpoint(self) -> Any:
         """submitit calls this on rank 0 when Slurm signals preemption or the time limit: the state to restart
