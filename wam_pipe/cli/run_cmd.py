@@ -91,7 +91,8 @@ def _multirun(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
-def _rank_argv(args: argparse.Namespace, overrides: list[str] | None = None, output_dir: str | None = None) -> list[str]:
+def _rank_argv(args: argparse.Namespace, overrides: list[str] | None = None,
+               output_dir: str | None = None) -> list[str]:
     """The command each torchrun process runs: this one, from the parsed arguments, without --nproc (a sweep
     point: its overrides and run dir, without --multirun)."""
     argv = ["--debug"] if args.debug else []

@@ -52,7 +52,8 @@ def _submit(args: argparse.Namespace) -> int:
 
     check_overrides(args.parser, args.overrides)
     for flag, value, least in (("--nodes", args.nodes, 1), ("--gpus-per-node", args.gpus_per_node, 0),
-                               ("--tasks-per-node", args.tasks_per_node, 1), ("--cpus-per-task", args.cpus_per_task, 1)):
+                               ("--tasks-per-node", args.tasks_per_node, 1),
+                               ("--cpus-per-task", args.cpus_per_task, 1)):
         if value is not None and value < least:
             raise UserError(f"{flag} {value}: must be at least {least}")
     time_min = slurm.minutes(args.time)

@@ -58,7 +58,7 @@ def read_sweep_file(root: str | Path) -> dict[str, Any]:
         raise UserError(f"{root}: not a sweep dir (no {SWEEP_FILE}); give runs/<name>/sweep-<id>") from err
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise UserError(f"{path}: not valid JSON ({err}); rerun the sweep to rewrite it") from err
-    if not isinstance(data, dict) or not isinstance(data.get("points"), list) or not isinstance(data.get("swept"), dict):
+    if not (isinstance(data, dict) and isinstance(data.get("points"), list) and isinstance(data.get("swept"), dict)):
         raise UserError(f"{path}: not a sweep description (no 'points' list / 'swept' map); rerun the sweep")
     return data
 
