@@ -33,7 +33,7 @@ from wam_pipe.core.errors import UserError
 # May differ between a run and its resume: they change speed, cadence or length, not completed work.
 RESUMABLE_CHANGES = (
     "run.epochs", "run.eval_every", "run.log_every", "run.checkpoint_every", "run.keep_checkpoints",
-    "run.tensorboard", "run.output_dir", "run.max_nonfinite_steps", "run.cudnn_benchmark", "run.dist_backend",
+    "run.tensorboard", "run.loggers", "run.project", "run.tags", "run.output_dir", "run.max_nonfinite_steps", "run.cudnn_benchmark", "run.dist_backend",
     "stages.load.workers", "stages.load.prefetch_factor", "stages.load.persistent_workers", "stages.load.pin_memory",
 )
 # What `write_run_files` writes before a run does any work.
