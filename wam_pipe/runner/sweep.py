@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from wam_pipe.config.sweep import Sweep
-from wam_pipe.eval.outputs import eval_dir
+from wam_pipe.core import run_layout as layout
 from wam_pipe.core.errors import UserError
 from wam_pipe.core.settings import RunSettings
 
@@ -86,7 +86,7 @@ def point_summaries(root: str | Path, data: dict[str, Any]) -> list[dict[str, An
     """Each point's latest evaluation summary (`<i>/eval/metrics.json`), None for a point not evaluated yet."""
     out: list[dict[str, Any] | None] = []
     for point in data["points"]:
-        path = eval_dir(Path(root) / str(point.get("dir", point.get("index")))) / "metrics.json"
+        path = layout.metrics_path(Path(root) / str(point.get("dir", point.get("index"))))
         try:
             summary = json.loads(path.read_text()).get("summary")
         except (OSError, ValueError, AttributeError):
