@@ -317,3 +317,32 @@ def _jnd_name(jnd: Optional[JND]) -> Optional[str]:
 
 def parameter_count(state: Mapping[str, torch.Tensor]) -> int:
     return sum(math.prod(v.shape) for v in state.values())
+
+
+def convert_for_model(state: Mapping[str, Any], model: Watermarker, source: str) -> dict[str, torch.Tensor]:
+    """A reference state_dict renamed onto `model`'s own weights (its structure decides the names), for
+    `step.init_from`: the JND constants are skipped (ours are rebuilt by the constructor, with or without a JND).
+
+    Raises ReferenceLayoutError naming `source` and the first unexpected/missing key or mismatched shape.
+    """
+    try:
+        names = reference_names(model)
+    except ReferenceLayoutError as err:
+        raise ReferenceLayoutError(f"{source}: cannot initialise this model from a reference checkpoint: {err}") from err
+    own = model.state_dict()
+    wanted = {ref: ours for ours, ref in names.items()}
+    unexpected = [k for k in state if k not in wanted and not k.startswith("attenuation.")]
+    missing = [k for k in wanted if k not in state]
+    if unexpected or missing:
+        parts = ([f"unexpected keys {_first(unexpected)}"] if unexpected else []) + (
+            [f"missing keys {_first(missing)}"] if missing else [])
+        raise ReferenceLayoutError(f"{source}: does not fit this pipeline's model: {'; '.join(parts)}; "
+                                   "check the step's embedder/extractor presets")
+    for ref, ours in wanted.items():
+        value = state[ref]
+        if not isinstance(value, torch.Tensor) or tuple(value.shape) != tuple(own[ours].shape):
+            got = tuple(value.shape) if isinstance(value, torch.Tensor) else type(value).__name__
+            raise ReferenceLayoutError(f"{source}: {ref} has shape {got} in the file but this pipeline's model needs "
+                                       f"{tuple(own[ours].shape)} ({ours}); check the step's embedder/extractor "
+                                       "presets and nbits")
+    return {ours: state[ref] for ref, ours in wanted.items()}

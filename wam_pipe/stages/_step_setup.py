@@ -13,7 +13,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from wam_pipe.core.errors import UserError
 from wam_pipe.core.metrics import bit_accuracy_counts, detection_stats, psnr
-from wam_pipe.runner.checkpoint import load_checkpoint, load_model_weights
+from wam_pipe.runner.checkpoint import load_checkpoint, load_init_weights, load_model_weights
 from wam_pipe.core.context import RunContext
 from wam_pipe.stages._train_forward import TrainForward
 
@@ -253,7 +253,7 @@ def build_step_state(cfg: StepSetup, ctx: RunContext, epochs: int, steps_per_epo
     model = Watermarker(cfg.embedder, cfg.extractor, jnd=cfg.jnd, scaling_w=cfg.scaling_w,
                         scaling_i=cfg.scaling_i, img_size=cfg.img_size)
     if cfg.init_from:
-        load_model_weights(model, load_checkpoint(cfg.init_from)["model"], cfg.init_from)
+        load_model_weights(model, load_init_weights(cfg.init_from, model), cfg.init_from)
     model.to(ctx.device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
