@@ -5,13 +5,15 @@ for `embed` at 256 and 384 px and the extractor's logits, on CPU in fp32."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
 
-from tests.models.reference_weights import PARITY_DIR, deterministic_state
 from wam_pipe.core.imaging import from_unit, to_unit
 from wam_pipe.models.reference_layout import RELEASED, convert_reference_state, expected_layout
+
+PARITY_DIR = Path(__file__).resolve().parents[3] / "shared" / "reference" / "wam-parity"
 
 PIXEL_TOL = 1e-4
 LOGIT_TOL = 1e-3
@@ -32,8 +34,8 @@ def test_our_layout_is_the_released_layout():
 
 
 @pytest.fixture(scope="module")
-def released_model():
-    state = deterministic_state(_released_shapes())
+def released_model(reference_weights):
+    state = reference_weights.deterministic_state(_released_shapes())
     model = RELEASED.build()
     model.load_state_dict(convert_reference_state(state, RELEASED, "parity"), strict=False)
     return model.eval()
