@@ -40,6 +40,7 @@ _CONFIG_FILES = {"embedder_config": "configs/embedder.yaml", "extractor_config":
                  "augmentation_config": "configs/all_augs_multi_wm.yaml",
                  "attenuation_config": "configs/attenuation.yaml"}
 _STATE_DICT_KEYS = ("model", "state_dict", "wam")  # where a resume-style dict may hold the state_dict
+_PARAMS_HINT = "import-wam --params, or a params.json beside the file"
 
 
 class ReferenceLayoutError(UserError):
@@ -248,7 +249,7 @@ def convert_reference_state(state: Mapping[str, Any], params: ReferenceParams, s
         parts = ([f"unexpected keys {_first(unexpected)}"] if unexpected else []) + (
             [f"missing keys {_first(missing)}"] if missing else [])
         raise ReferenceLayoutError(f"{source}: not the reference layout of {params.describe()}: {'; '.join(parts)}; "
-                                   "give the released file or the params.json it was trained with (--params)")
+                                   f"give the released file or the params.json it was trained with ({_PARAMS_HINT})")
     for key, shape in shapes.items():
         value = state[key]
         if not isinstance(value, torch.Tensor):
@@ -256,7 +257,7 @@ def convert_reference_state(state: Mapping[str, Any], params: ReferenceParams, s
         if tuple(value.shape) != shape:
             raise ReferenceLayoutError(
                 f"{source}: {key} has shape {tuple(value.shape)} but {params.describe()} needs {shape}; "
-                "give the params.json this file was trained with (--params) or check its nbits/models")
+                f"give the params.json this file was trained with ({_PARAMS_HINT})")
         if not value.is_floating_point():
             raise ReferenceLayoutError(f"{source}: {key} has dtype {value.dtype}; the reference weights are floats")
     for key, constant in attenuation_constants(params.build_jnd()).items():
