@@ -78,19 +78,19 @@ class ReferenceParams:
         if values["attenuation"] in (None, "None", "none", ""):
             values["attenuation"] = None
         checks = [
-            ("embedder_model", values["embedder"] in EMBEDDERS, f"one of {sorted(EMBEDDERS)}"),
-            ("extractor_model", values["extractor"] in EXTRACTORS, f"one of {sorted(EXTRACTORS)}"),
-            ("nbits", isinstance(values["nbits"], int) and values["nbits"] > 0, "a positive integer"),
-            ("img_size", isinstance(values["img_size"], int) and values["img_size"] > 0
+            ("embedder_model", "embedder", values["embedder"] in EMBEDDERS, f"one of {sorted(EMBEDDERS)}"),
+            ("extractor_model", "extractor", values["extractor"] in EXTRACTORS, f"one of {sorted(EXTRACTORS)}"),
+            ("nbits", "nbits", isinstance(values["nbits"], int) and values["nbits"] > 0, "a positive integer"),
+            ("img_size", "img_size", isinstance(values["img_size"], int) and values["img_size"] > 0
              and values["img_size"] % 16 == 0, "a positive multiple of 16"),
-            ("attenuation", values["attenuation"] is None or values["attenuation"] in ATTENUATIONS,
+            ("attenuation", "attenuation", values["attenuation"] is None or values["attenuation"] in ATTENUATIONS,
              f"\"None\" or one of {sorted(ATTENUATIONS)}"),
-            ("scaling_w", isinstance(values["scaling_w"], (int, float)), "a number"),
-            ("scaling_i", isinstance(values["scaling_i"], (int, float)), "a number"),
+            ("scaling_w", "scaling_w", isinstance(values["scaling_w"], (int, float)), "a number"),
+            ("scaling_i", "scaling_i", isinstance(values["scaling_i"], (int, float)), "a number"),
         ]
-        for key, ok, want in checks:
+        for key, field, ok, want in checks:
             if not ok:
-                raise ReferenceLayoutError(f"{source}: {key}={data.get(key, values.get(key))!r}: must be {want}")
+                raise ReferenceLayoutError(f"{source}: {key}={values[field]!r}: must be {want}")
         values["scaling_w"], values["scaling_i"] = float(values["scaling_w"]), float(values["scaling_i"])
         return cls(**values)
 
@@ -279,10 +279,11 @@ def to_reference_state(model: Watermarker) -> dict[str, torch.Tensor]:
 def reference_params_of(model: Watermarker) -> ReferenceParams:
     """The params.json that rebuilds `model` in the reference code; ReferenceLayoutError if none does."""
     reference_names(model)  # refuses non-reference architectures
-    if model.img_size != REFERENCE_PROCESSING_SIZE:
+    sizes = {int(model.img_size), int(model.extractor.img_size)}
+    if sizes != {REFERENCE_PROCESSING_SIZE}:
         raise ReferenceLayoutError(
-            f"this model runs at img_size {model.img_size}; the reference's load_model_from_checkpoint always runs "
-            f"at {REFERENCE_PROCESSING_SIZE} px, so it cannot express it")
+            f"this model runs at img_size {max(sizes - {REFERENCE_PROCESSING_SIZE})}; the reference's "
+            f"load_model_from_checkpoint always runs at {REFERENCE_PROCESSING_SIZE} px, so it cannot express it")
     own = {k: tuple(v.shape) for k, v in model.state_dict().items() if not k.startswith("jnd.")}
     attenuation = _jnd_name(model.jnd)
     for embedder in EMBEDDERS:
