@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from wam_pipe.inference.detect import detect_image
-from wam_pipe.inference.loading import load_watermarker
+from wam_pipe.config.checkpoint_model import load_watermarker
 from wam_pipe.models.reference_layout import RELEASED, attenuation_constants, expected_layout
 
 

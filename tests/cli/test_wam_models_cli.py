@@ -18,7 +18,7 @@ from PIL import Image
 from wam_pipe.cli import main
 from wam_pipe.models import ConvEmbedder, ConvExtractor, Watermarker
 from wam_pipe.models.reference_layout import RELEASED, ReferenceParams, expected_layout
-from wam_pipe.runner.checkpoint import save_checkpoint
+from wam_pipe.core.checkpoint import save_checkpoint
 
 SMALL = ReferenceParams("vae_small", "sam_tiny", nbits=8, img_size=32, attenuation="jnd_1_3_blue", scaling_w=2.0,
                         scaling_i=1.0)

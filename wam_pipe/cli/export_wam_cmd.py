@@ -34,9 +34,9 @@ def _export(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from wam_pipe.core.errors import UserError
-    from wam_pipe.inference.loading import load_watermarker
+    from wam_pipe.config.checkpoint_model import load_watermarker
     from wam_pipe.models.reference_layout import ReferenceLayoutError, reference_params_of, to_reference_state
-    from wam_pipe.runner.checkpoint import save_atomic
+    from wam_pipe.core.checkpoint import save_atomic
 
     loaded = load_watermarker(args.checkpoint, "cpu", args.allow_target)
     try:

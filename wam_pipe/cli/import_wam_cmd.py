@@ -29,8 +29,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _import(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from wam_pipe.models.reference_layout import RELEASED, parameter_count
-    from wam_pipe.runner.checkpoint import import_reference_checkpoint, read_reference_params, save_checkpoint
+    from wam_pipe.core.checkpoint import save_checkpoint
+    from wam_pipe.models.reference_layout import (RELEASED, import_reference_checkpoint, parameter_count,
+                                                  read_reference_params)
 
     params = read_reference_params(args.params) if args.params else RELEASED
     checkpoint = import_reference_checkpoint(args.src, params)

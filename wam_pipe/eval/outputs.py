@@ -1,5 +1,5 @@
-"""The files an evaluation writes (rank 0): `<run>/eval/metrics.json`, `<run>/eval/history.jsonl`, TensorBoard
-scalars next to training's, and reading them back (`wam-pipe report`).
+"""The files an evaluation writes (rank 0): `<run>/eval/metrics.json`, `<run>/eval/history.jsonl`, and reading
+them back (`wam-pipe report`). Trackers (TensorBoard, ...) get the same summary through `ctx.tracker`.
 
 `metrics.json` is replaced atomically (temp name, then rename), so a reader never sees half a file.
 """
@@ -7,64 +7,36 @@ scalars next to training's, and reading them back (`wam-pipe report`).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
+from wam_pipe.core import run_layout as layout
+from wam_pipe.core.atomic import atomic_write_text
 from wam_pipe.core.errors import UserError
 
 METRICS_FORMAT = 1
 HISTORY_KEYS = ("bit_acc", "msg_bit_acc", "word_acc", "miou", "psnr", "ssim", "bit_acc_identity")
 
 
-def eval_dir(run_dir: Path) -> Path:
-    return Path(run_dir) / "eval"
-
-
 def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> Path:
     """Write `metrics.json` atomically and append one line to `history.jsonl`; returns the metrics path."""
-    folder = eval_dir(run_dir)
+    folder = layout.eval_dir(run_dir)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / "metrics.json"
-    tmp = folder / ".metrics.json.tmp"
-    tmp.write_text(json.dumps(metrics, indent=1) + "\n")
-    os.replace(tmp, path)
+    path = layout.metrics_path(run_dir)
+    atomic_write_text(path, json.dumps(metrics, indent=1) + "\n")
     summary = metrics.get("summary") or {}
     line = {"epoch": metrics["epoch"], "step": metrics["step"], "time": metrics["time"], "images": metrics["images"],
             "checkpoint": metrics.get("checkpoint"),
             **{k: summary[k] for k in summary if k in HISTORY_KEYS or k.startswith("multi_")}}
-    with open(folder / "history.jsonl", "a") as f:
+    with open(layout.history_path(run_dir), "a") as f:
         f.write(json.dumps(line) + "\n")
     return path
-
-
-def write_tensorboard(run_dir: Path, metrics: dict[str, Any]) -> bool:
-    """Add the summary as `eval/<name>` scalars to `<run>/tb/` when training writes TensorBoard events there.
-
-    Eval never creates `tb/` itself: its presence means the run enabled TensorBoard and it is installed. Returns
-    whether anything was written.
-    """
-    folder = Path(run_dir) / "tb"
-    if not folder.is_dir():
-        return False
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        return False
-    writer = SummaryWriter(log_dir=str(folder), filename_suffix=".eval")
-    try:
-        for name, value in (metrics.get("summary") or {}).items():
-            if isinstance(value, (int, float)):
-                writer.add_scalar(f"eval/{name}", value, metrics["step"])
-    finally:
-        writer.close()
-    return True
 
 
 def read_metrics(where: str | Path) -> dict[str, Any]:
     """metrics.json of a run directory (or the file itself); a missing or broken file is a UserError."""
     where = Path(where)
-    path = where if where.is_file() else eval_dir(where) / "metrics.json"
+    path = where if where.is_file() else layout.metrics_path(where)
     if not where.exists():
         raise UserError(f"{where}: no such run directory; give a run dir such as runs/quickstart")
     if not path.is_file():

@@ -14,13 +14,18 @@ vae_small, sam_base, 32 bits, 256 px, jnd_1_3_blue, scaling_w 2.0, scaling_i 1.0
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import re
+import sys
+from pathlib import Path
 from typing import Any, Callable, Mapping, Optional
 
 import torch
+import yaml
 from torch import nn
 
+from wam_pipe.core.checkpoint import FORMAT, find_reference_state, is_wam_pipe_checkpoint, read_checkpoint_file
 from wam_pipe.core.errors import UserError
 from wam_pipe.models.embedders import VAEEmbedder, vae_big, vae_small
 from wam_pipe.models.extractors import SamExtractor, sam_base, sam_small, sam_tiny
@@ -39,7 +44,6 @@ REFERENCE_PROCESSING_SIZE = 256
 _CONFIG_FILES = {"embedder_config": "configs/embedder.yaml", "extractor_config": "configs/extractor.yaml",
                  "augmentation_config": "configs/all_augs_multi_wm.yaml",
                  "attenuation_config": "configs/attenuation.yaml"}
-_STATE_DICT_KEYS = ("model", "state_dict", "wam")  # where a resume-style dict may hold the state_dict
 _PARAMS_HINT = "import-wam --params, or a params.json beside the file"
 
 
@@ -199,29 +203,6 @@ def attenuation_constants(jnd: Optional[JND]) -> dict[str, torch.Tensor]:
 
 # ---- reading a reference file -------------------------------------------------------------------------------------
 
-def _is_state_dict(obj: Any) -> bool:
-    return isinstance(obj, Mapping) and len(obj) > 0 and all(isinstance(k, str) for k in obj)
-
-
-def looks_like_reference(state: Any) -> bool:
-    """A state_dict in the reference's layout: `embedder.*` and `detector.*` tensors (our models say `extractor`)."""
-    if not _is_state_dict(state):
-        return False
-    keys = list(state)
-    return any(k.startswith("embedder.") for k in keys) and any(k.startswith("detector.") for k in keys)
-
-
-def find_reference_state(data: Any) -> Optional[dict[str, Any]]:
-    """The reference-layout state_dict in `data` (a bare one, or one under `model`/`state_dict`/`wam`), else None."""
-    if looks_like_reference(data):
-        return dict(data)
-    if isinstance(data, Mapping):
-        for key in _STATE_DICT_KEYS:
-            if looks_like_reference(data.get(key)):
-                return dict(data[key])
-    return None
-
-
 def _first(items: list[str], count: int = 3) -> str:
     return ", ".join(items[:count]) + (f" (+{len(items) - count} more)" if len(items) > count else "")
 
@@ -348,3 +329,95 @@ def convert_for_model(state: Mapping[str, Any], model: Watermarker, source: str)
                                        f"{tuple(own[ours].shape)} ({ours}); check the step's embedder/extractor "
                                        "presets and nbits")
     return {ours: state[ref] for ref, ours in wanted.items()}
+
+
+# ---- files: reading a reference checkpoint for the loaders -------------------------------------------------------
+
+def _announce(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+def params_beside(path: Path) -> tuple[ReferenceParams, str]:
+    """The reference's configuration for a checkpoint: `params.json` in its folder (the reference repository keeps
+    `checkpoints/params.json` next to the weights), else the released configuration."""
+    params_file = path.parent / "params.json"
+    if params_file.is_file():
+        return read_reference_params(params_file), f"configuration from {params_file}"
+    return RELEASED, "the released configuration"
+
+
+def read_reference_params(path: str | Path) -> ReferenceParams:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise UserError(f"{path}: not a readable params.json ({err})") from err
+    return ReferenceParams.from_json(data, str(path))
+
+
+def _layout_problem(data: Any, params: ReferenceParams) -> str:
+    """Why `data` is not a reference checkpoint, naming its first unexpected/missing keys."""
+    inner = data
+    if isinstance(data, dict) and not any(isinstance(v, torch.Tensor) for v in data.values()):
+        inner = next((data[k] for k in ("model", "state_dict") if isinstance(data.get(k), dict)), data)
+    if not isinstance(inner, dict) or not inner:
+        return f"it holds a {type(data).__name__}, not a state_dict of tensors"
+    _, shapes = expected_layout(params)
+    unexpected = [str(k) for k in inner if k not in shapes]
+    missing = [k for k in shapes if k not in inner]
+    return (f"unexpected keys {', '.join(unexpected[:3])}" + (f" (+{len(unexpected) - 3} more)" if len(unexpected) > 3
+                                                               else "")
+            + (f"; missing keys {', '.join(missing[:3])}" if missing else ""))
+
+
+def reference_checkpoint(state: dict[str, Any], params: ReferenceParams, source: str | Path) -> dict[str, Any]:
+    """One of our checkpoints (weights in our names + the config that rebuilds the model) from a reference
+    state_dict, after checking every key and shape against `params`."""
+    model = convert_reference_state(state, params, str(source))
+    config = {"version": 1, "name": "imported-wam",
+              "stages": {"step": {k: v for k, v in params.model_config().items() if v is not None}}}
+    return {"format": FORMAT, "model": model, "config": yaml.safe_dump(config, sort_keys=False), "epoch": None,
+            "step": None, "imported_from": {"file": Path(source).name, "params": params.to_json()}}
+
+
+def import_reference_checkpoint(path: str | Path, params: Optional[ReferenceParams] = None) -> dict[str, Any]:
+    """Read a reference checkpoint file (bare state_dict, or one under `model`/`state_dict`) and convert it."""
+    path = Path(path)
+    params = params or RELEASED
+    data = read_checkpoint_file(path)
+    state = find_reference_state(data)
+    if state is None:
+        if is_wam_pipe_checkpoint(data):
+            raise UserError(f"{path}: already a wam-pipe checkpoint; use it as it is")
+        raise ReferenceLayoutError(f"{path}: not a Watermark Anything reference checkpoint: {_layout_problem(data, params)}")
+    return reference_checkpoint(state, params, path)
+
+
+def load_model_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """What embed/detect/calibrate/eval read: one of our checkpoints, or a reference checkpoint converted on load
+    (recognised by its layout; one line on stderr says so)."""
+    path = Path(path)
+    data = read_checkpoint_file(path, map_location)
+    state = find_reference_state(data)
+    if state is not None:
+        params, where = params_beside(path)
+        _announce(f"{path}: a Watermark Anything reference checkpoint, read with {where} ({params.describe()}); "
+                  "`wam-pipe import-wam` converts it once")
+        return reference_checkpoint(state, params, path)
+    if not isinstance(data, dict) or "model" not in data:
+        raise UserError(f"{path}: not a wam-pipe checkpoint (no 'model' entry)")
+    return data
+
+
+def load_init_weights(path: str | Path, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The weights `step.init_from` loads into `model`: a checkpoint's `model`, or a reference checkpoint renamed
+    onto `model`'s structure (one line on stderr says so)."""
+    path = Path(path)
+    data = read_checkpoint_file(path)
+    state = find_reference_state(data)
+    if state is not None:
+        _announce(f"{path}: a Watermark Anything reference checkpoint; initialising from its weights")
+        return convert_for_model(state, model, str(path))
+    if not isinstance(data, dict) or "model" not in data:
+        raise UserError(f"{path}: not a wam-pipe checkpoint (no 'model' entry)")
+    return data["model"]

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wam_pipe.models.checks import ModelConfigError
+from wam_pipe.models.checks import ModelConfigError, nbits_mismatch
 
 
 def resize(imgs: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -23,8 +23,8 @@ class Watermarker(nn.Module):
 
     `embed` runs the embedder at `img_size` and blends the (upsampled) delta at the input's resolution:
     `imgs_w = scaling_i * imgs + scaling_w * delta`, then JND attenuation if set. `detect` runs the extractor at
-    `img_size`. Both accept any input size. Under DDP, call the wrapped module as `model("embed", imgs, msgs)` /
-    `model("detect", imgs)` so the calls go through `forward` and DDP's gradient hooks.
+    `img_size`. Both accept any input size. It has no `forward`: training wraps it in the step's one forward module
+    (embed, augment, extract), which DDP wraps; evaluation and inference call `embed` and `detect`.
 
     Args:
         embedder: an embedder (`forward(imgs, msgs) -> delta`, attribute `nbits`), e.g. `vae_small`.
@@ -45,7 +45,7 @@ class Watermarker(nn.Module):
         img_size: int = 256,
     ):
         super().__init__()
-        if embedder.nbits != extractor.nbits:
+        if nbits_mismatch(embedder.nbits, extractor.nbits):
             raise ModelConfigError(
                 f"Watermarker: embedder.nbits={embedder.nbits} but extractor.nbits={extractor.nbits}; "
                 "give both the same nbits"
@@ -73,13 +73,3 @@ class Watermarker(nn.Module):
     def detect(self, imgs: torch.Tensor) -> torch.Tensor:
         """imgs `(B, 3, H, W)` model space -> logits `(B, 1 + nbits, img_size, img_size)`."""
         return self.extractor(resize(imgs, (self.img_size, self.img_size)))
-
-    def forward(self, task: str, imgs: torch.Tensor, msgs: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Dispatch `"embed"` (needs msgs) or `"detect"`, so a DDP-wrapped model can run either."""
-        if task == "embed":
-            if msgs is None:
-                raise TypeError("Watermarker('embed', imgs, msgs): msgs is required")
-            return self.embed(imgs, msgs)
-        if task == "detect":
-            return self.detect(imgs)
-        raise ValueError(f"Watermarker: unknown task {task!r}; use 'embed' or 'detect'")

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from wam_pipe.core.errors import UserError
-from wam_pipe.models.reference_layout import ReferenceParams, reference_names
-from wam_pipe.runner.checkpoint import load_checkpoint, load_init_weights, load_model_checkpoint
+from wam_pipe.core.checkpoint import load_checkpoint
+from wam_pipe.models.reference_layout import ReferenceParams, load_init_weights, load_model_checkpoint, reference_names
 
 SMALL = ReferenceParams("vae_small", "sam_tiny", nbits=8, img_size=32, attenuation=None)
 

@@ -1,7 +1,8 @@
-"""`TrainForward`: the differentiable part of one training step as a single module.
+"""`TrainForward`: the differentiable part of one training step (`wam_pipe.stages.Step`) as a single module.
 
 DDP only prepares gradient reduction when its wrapped module's `forward` runs, so embedding, splicing, augmenting
 and extracting happen inside one `forward` rather than through `Watermarker.embed`/`detect` calls from outside.
+The step wraps this module (not the `Watermarker`) in DDP; everything else of a step lives in `Step`.
 """
 
 from __future__ import annotations
@@ -9,8 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from wam_pipe.core.imaging import resize_masks
 
 
 class TrainForward(nn.Module):
@@ -58,6 +60,6 @@ class TrainForward(nn.Module):
         imgs_aug = imgs_aug.to(spliced.dtype)
         preds = self.watermarker.detect(imgs_aug)                           # (B, 1 + nbits, h, w)
         if masks_aug.shape[-2:] != preds.shape[-2:]:
-            masks_aug = F.interpolate(masks_aug.float(), size=preds.shape[-2:], mode="nearest")
+            masks_aug = resize_masks(masks_aug.float(), preds.shape[-2:])  # (B, K, h, w)
         return {"imgs_w": spliced, "cover": cover, "imgs_aug": imgs_aug, "masks": masks_aug, "msgs": msgs,
                 "preds": preds, "marked": marked}
