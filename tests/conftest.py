@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+import math
+import types
+import zlib
 from pathlib import Path
 
 import pytest
+import torch
+
+from wam_pipe.models.reference_layout import RELEASED, ReferenceParams, attenuation_constants, expected_layout
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 COCO_TINY = REPO_ROOT.parent / "shared" / "data" / "coco_tiny"
+PARITY_DIR = REPO_ROOT.parent / "shared" / "reference" / "wam-parity"
 
 
 @pytest.fixture(autouse=True)
 def one_thread():
     """Every test runs torch on one intra-op thread: on a shared 2-core machine two threads contend with other
     processes and small CPU ops run up to 100x slower (measured); one thread keeps tests fast and stable."""
-    import torch
-
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -49,3 +54,41 @@ def tiny_shards(tmp_path_factory) -> Path:
                  "--samples-per-shard", "8", "--workers", "1"])
     assert code == 0
     return root / "shards"
+
+
+# ---- deterministic weights in the reference's layout (the rule of ../shared/reference/wam-parity/README.md) -------
+# Every entry except `attenuation.*` is `det_tensor(key, shape)`; `attenuation.*` are the JND's constant kernels.
+# The parity test uses the parity data's shapes; the import/export/fine-tune tests take shapes from our own
+# `expected_layout`, so they run without ../shared.
+
+def det_tensor(key: str, shape: tuple[int, ...]) -> torch.Tensor:
+    g = torch.Generator().manual_seed(zlib.crc32(key.encode()))
+    z = torch.randn(shape, generator=g, dtype=torch.float32)
+    if len(shape) >= 2:
+        return z / math.sqrt(math.prod(shape[1:]))
+    return 1.0 + 0.1 * z if key.endswith("weight") else 0.1 * z
+
+
+def deterministic_state(shapes: dict[str, tuple[int, ...]], params: ReferenceParams = RELEASED) -> dict:
+    """{reference key: tensor} for these shapes; attenuation.* from our JND's constants."""
+    constants = attenuation_constants(params.build_jnd())
+    return {k: constants[k] if k.startswith("attenuation.") else det_tensor(k, shape) for k, shape in shapes.items()}
+
+
+def reference_state(params: ReferenceParams = RELEASED) -> dict:
+    """A reference-layout state_dict for `params` with deterministic weights."""
+    _, shapes = expected_layout(params)
+    return deterministic_state(shapes, params)
+
+
+def write_reference_file(path: Path, params: ReferenceParams = RELEASED) -> Path:
+    torch.save(reference_state(params), path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def reference_weights() -> types.SimpleNamespace:
+    """Helpers that write reference-layout checkpoints with deterministic weights (see above)."""
+    return types.SimpleNamespace(det_tensor=det_tensor, deterministic_state=deterministic_state,
+                                 reference_state=reference_state, write_reference_file=write_reference_file,
+                                 parity_dir=PARITY_DIR)

@@ -94,3 +94,59 @@ def test_json_schema_flags_typos(repo_root):
         nested["stages"][stage][component][key] = value
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(nested, schema)
+
+
+
+def _reduced_released(tiny_shards: Path) -> list[str]:
+    """finetune-released.yaml at reduced size: vae_small + sam_tiny (full depth: 4 tokens at 32 px), 8 bits, 2 steps."""
+    reduced = [o for o in _reduced(tiny_shards) if not o.startswith("stages.step.extractor.depth")]
+    return reduced + ["vars.nbits=8", "stages.step.extractor._target_=wam_pipe.models.sam_tiny",
+                      "run.steps_per_epoch=2", "vars.watermarks=2"]
+
+
+@pytest.mark.slow
+def test_finetune_released_and_eval_take_imported_and_reference_checkpoints(tiny_shards, tmp_path, reference_weights,
+                                                                            capsys):
+    import json
+
+    import torch
+
+    from wam_pipe.models.reference_layout import ReferenceParams
+
+    params = ReferenceParams("vae_small", "sam_tiny", nbits=8, img_size=32)  # jnd_1_3_blue, scaling_w 2.0
+    reference = reference_weights.write_reference_file(tmp_path / "wam.pth", params)
+    (tmp_path / "params.json").write_text(json.dumps(params.to_json()))  # beside it, as the reference keeps it
+    imported = tmp_path / "wam.pt"
+    assert main(["import-wam", str(reference), "--params", str(tmp_path / "params.json"), "--out", str(imported)]) == 0
+
+    finetuned = tmp_path / "ft"
+    assert main(["run", "pipelines/finetune-released.yaml", "--output-dir", str(finetuned),
+                 *_reduced_released(tiny_shards), f"stages.step.init_from={imported}"]) == 0
+    start = torch.load(imported, weights_only=True)["model"]
+    tuned = torch.load(finetuned / "checkpoints" / "last.pt", weights_only=True)["model"]
+    assert start.keys() <= tuned.keys()
+    moved = (tuned["embedder.decoder.conv_out.weight"] - start["embedder.decoder.conv_out.weight"]).abs().max()
+    assert 0 < moved < 0.05  # started from the imported weights, then a few small AdamW steps
+    capsys.readouterr()
+
+    # the reference file itself works as init_from (converted onto the pipeline's model; one line says so)
+    assert main(["run", "pipelines/finetune-released.yaml", "--output-dir", str(tmp_path / "ft2"),
+                 *_reduced_released(tiny_shards), f"stages.step.init_from={reference}"]) == 0
+    assert "wam.pth: a Watermark Anything reference checkpoint" in capsys.readouterr().err
+
+    # an imported model into a pipeline with another extractor: one line naming the file and the key/shape
+    code = main(["run", "pipelines/finetune-released.yaml", "--output-dir", str(tmp_path / "ft3"),
+                 *_reduced_released(tiny_shards), f"stages.step.init_from={imported}",
+                 "stages.step.extractor._target_=wam_pipe.models.sam_small"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "wam.pt" in err[0] and "has shape" in err[0], err
+
+    # pipelines/eval.yaml evaluates the imported file and the reference file alike
+    for checkpoint in (imported, reference):
+        out = tmp_path / f"eval-{checkpoint.suffix[1:]}"
+        assert main(["run", "pipelines/eval.yaml", "--output-dir", str(out), f"stages.eval.checkpoint={checkpoint}",
+                     f"vars.shards={tiny_shards}", "vars.size=32", "stages.eval.data.workers=0",
+                     "stages.eval.max_images=2", "stages.eval.masks=[full]", "stages.eval.augs={identity: null}",
+                     "stages.eval.pictures=0", "stages.eval.multi_wm=false", "run.tensorboard=false"]) == 0
+    metrics = [json.loads((tmp_path / f"eval-{s}" / "eval" / "metrics.json").read_text()) for s in ("pt", "pth")]
+    assert metrics[0]["images"] == metrics[1]["images"] == 2

@@ -24,16 +24,27 @@ def textured_images(batch: int = 2, size: int = 32) -> torch.Tensor:
 def test_flat_grey_heatmap_matches_the_formula():
     grey = torch.full((1, 3, 8, 8), 128 / 255)
     hmap = JND(in_channels=1, out_channels=1, blue=False).heatmap(grey)
-    # la = 128 > 127 -> 3/128 * (128 - 127) + 3; no gradient -> no contrast masking.
+    # la = 128 > 127 -> 3/128 * (128 - 127) + 3; no gradient -> no contrast masking. Zero padding (as the
+    # reference) makes the outer 2 px see a dark frame, so the formula holds inside it.
     expected = (3 / 128 * (128 - 127) + 3) / 255
-    torch.testing.assert_close(hmap, torch.full((1, 1, 8, 8), expected))
+    torch.testing.assert_close(hmap[..., 2:-2, 2:-2], torch.full((1, 1, 4, 4), expected))
 
 
 def test_dark_flat_heatmap_uses_the_luminance_branch():
-    dark = torch.full((1, 3, 4, 4), 32 / 255)
+    dark = torch.full((1, 3, 8, 8), 32 / 255)
     hmap = JND(in_channels=3, out_channels=3, blue=False).heatmap(dark)
-    expected = 17 * (1 - (32 / 127) ** 0.5) / 255
-    torch.testing.assert_close(hmap, torch.full((1, 3, 4, 4), expected))
+    expected = 17 * (1 - (32 / 127 + 1e-5) ** 0.5) / 255  # the reference's eps inside the sqrt
+    torch.testing.assert_close(hmap[..., 2:-2, 2:-2], torch.full((1, 3, 4, 4), expected))
+
+
+def test_borders_are_zero_padded_as_the_reference():
+    grey = torch.full((1, 3, 8, 8), 128 / 255)
+    hmap = JND(in_channels=1, out_channels=1, blue=False).heatmap(grey)
+    # At a corner the 5x5 luminance kernel keeps 11 of its 32 weights (its lower-right 3x3: 0+2+1, 2+2+1, 1+1+1).
+    la = 128 * 11 / 32
+    lum = 17 * (1 - (la / 127 + 1e-5) ** 0.5)
+    assert hmap[0, 0, 0, 0] > lum / 255  # the Sobel response to the padded zeros adds contrast masking
+    assert not torch.allclose(hmap[..., 0, :], hmap[..., 4, :])
 
 
 def test_blue_weights_halve_red_and_green():

@@ -19,7 +19,8 @@ import yaml
 from wam_pipe.core.errors import ConfigError, UserError
 from wam_pipe.config import build_node
 from wam_pipe.config.validate import validate
-from wam_pipe.core.checkpoint import load_checkpoint, load_model_weights
+from wam_pipe.core.checkpoint import load_model_weights
+from wam_pipe.models.reference_layout import load_model_checkpoint
 
 MODEL_KEYS = ("embedder", "extractor", "jnd", "scaling_w", "scaling_i", "img_size")
 WATERMARKER_TARGET = "wam_pipe.models.Watermarker"
@@ -93,14 +94,17 @@ def load_watermarker(path: str | Path, device: torch.device | str = "cpu",
                      allow_targets: Sequence[str] = ()) -> LoadedModel:
     """Read a checkpoint (weights only), rebuild its `Watermarker`, load the weights, move it to `device`.
 
+    A reference checkpoint (the released `wam_mit.pth` etc., recognised by its layout) is converted on load, with
+    the `params.json` beside it or else the released configuration; one line on stderr says so.
+
     Args:
-        path: a `.pt` file written by wam-pipe training.
+        path: a `.pt` file written by wam-pipe training or `wam-pipe import-wam`, or a reference checkpoint.
         device: where the model runs.
         allow_targets: extra import patterns to trust in the checkpoint's config (beyond the default
             allowlist of `wam_pipe.core.targets`), e.g. `["my_lab.*"]` for a model with custom components.
     """
     path = Path(path)
-    checkpoint = load_checkpoint(path, map_location="cpu")
+    checkpoint = load_model_checkpoint(path, map_location="cpu")
     model = build_model(model_node(checkpoint.get("config"), str(path)), str(path), allow_targets)
     load_model_weights(model, checkpoint["model"], path)
     model.to(device).eval()

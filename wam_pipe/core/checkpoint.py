@@ -11,7 +11,7 @@ import random
 import re
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping, Optional
 
 import numpy as np
 import torch
@@ -50,9 +50,9 @@ def _why_unreadable(path: Path, err: Exception) -> str:
     return "this is not a PyTorch checkpoint file; give a .pt file written by wam-pipe training"
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", mmap: bool = False) -> dict[str, Any]:
-    """Read a checkpoint safely; a missing or unreadable file is a one-line UserError. `mmap=True` maps the
-    tensors instead of reading them (cheap when only the small entries are needed)."""
+def read_checkpoint_file(path: str | Path, map_location: str | torch.device = "cpu", mmap: bool = False) -> Any:
+    """`torch.load(weights_only=True)` of any checkpoint file (ours or the reference's); never runs pickled code.
+    A missing or unreadable file is a one-line UserError. `mmap=True` maps the tensors instead of reading them."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such checkpoint; give the path of a .pt file written by wam-pipe")
@@ -60,13 +60,58 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
         with warnings.catch_warnings():
             # torch warns about pickle protocols of foreign files before failing; the error below says it all.
             warnings.simplefilter("ignore", UserWarning)
-            data = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+            return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as err:
         raise UserError(f"{path}: not a readable wam-pipe checkpoint ({type(err).__name__}); "
                         f"{_why_unreadable(path, err)}") from err
+
+
+_STATE_DICT_KEYS = ("model", "state_dict", "wam")  # where a resume-style dict may hold the state_dict
+
+
+def looks_like_reference(state: Any) -> bool:
+    """A state_dict in the reference WAM's layout: `embedder.*` and `detector.*` entries (ours say `extractor`)."""
+    if not isinstance(state, Mapping) or not state or not all(isinstance(k, str) for k in state):
+        return False
+    return any(k.startswith("embedder.") for k in state) and any(k.startswith("detector.") for k in state)
+
+
+def is_wam_pipe_checkpoint(data: Any) -> bool:
+    return isinstance(data, dict) and "model" in data and "config" in data
+
+
+def find_reference_state(data: Any) -> Optional[dict[str, Any]]:
+    """The reference-layout state_dict in `data` (bare, or under `model`/`state_dict`/`wam`), unless `data` is one
+    of our checkpoints; else None. (Converting it needs the models: `wam_pipe.models.reference_layout`.)"""
+    if is_wam_pipe_checkpoint(data):
+        return None
+    if looks_like_reference(data):
+        return dict(data)
+    if isinstance(data, Mapping):
+        for key in _STATE_DICT_KEYS:
+            if looks_like_reference(data.get(key)):
+                return dict(data[key])
+    return None
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", mmap: bool = False) -> dict[str, Any]:
+    """Read one of our checkpoints safely; a missing, unreadable or foreign file is a one-line UserError.
+    `mmap=True` maps the tensors instead of reading them (cheap when only the small entries are needed)."""
+    data = read_checkpoint_file(path, map_location, mmap)
+    if find_reference_state(data) is not None:
+        raise UserError(f"{path}: a Watermark Anything reference checkpoint (weights only), which cannot resume a "
+                        "run; use it as step.init_from, or import it once: wam-pipe import-wam")
     if not isinstance(data, dict) or "model" not in data:
         raise UserError(f"{path}: not a wam-pipe checkpoint (no 'model' entry)")
     return data
+
+
+def save_atomic(path: str | Path, obj: Any) -> None:
+    """`torch.save(obj)` through a temp file and a rename (core.atomic): a crash never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_open(path) as f:
+        torch.save(obj, f)
 
 
 def checkpoint_step(path: str | Path) -> int:

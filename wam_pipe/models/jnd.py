@@ -16,6 +16,7 @@ from wam_pipe.models.checks import require
 
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 BLUE_WEIGHTS = (0.5, 0.5, 1.0)  # R and G maps halved: the eye is least sensitive to changes in blue.
+SQRT_EPS = 1e-5  # inside the luminance-masking sqrt, as the reference (17 * (1 - sqrt(la / 127 + eps)))
 
 
 def _kernels() -> dict[str, torch.Tensor]:
@@ -23,7 +24,8 @@ def _kernels() -> dict[str, torch.Tensor]:
         [[1, 1, 1, 1, 1], [1, 2, 2, 2, 1], [1, 2, 0, 2, 1], [1, 2, 2, 2, 1], [1, 1, 1, 1, 1]], dtype=torch.float32
     ) / 32.0  # mean background luminance around a pixel (the weights sum to 32)
     sobel_x = torch.tensor([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=torch.float32)
-    return {"kernel_lum": luminance, "kernel_x": sobel_x, "kernel_y": sobel_x.t().contiguous()}
+    sobel_y = torch.tensor([[1, 2, 1], [0, 0, 0], [-1, -2, -1]], dtype=torch.float32)  # the reference's orientation
+    return {"kernel_lum": luminance, "kernel_x": sobel_x, "kernel_y": sobel_y}
 
 
 class JND(nn.Module):
@@ -31,13 +33,13 @@ class JND(nn.Module):
 
     Heatmap, on the original image in [0, 255] (luminance Y = .299R + .587G + .114B if `in_channels` is 1,
     each RGB channel separately if 3):
-    `la = conv5x5(lum)` (background luminance), luminance masking `17 (1 - sqrt(la / 127))` if la <= 127 else
+    `la = conv5x5(lum)` (background luminance), luminance masking `17 (1 - sqrt(la / 127 + 1e-5))` if la <= 127 else
     `3 / 128 (la - 127) + 3`; contrast masking `0.117 * 16 g**2.4 / (g**2 + 26**2)` with g the Sobel gradient
     magnitude; `hmap = max(lm + cm - 0.3 min(lm, cm), 0) / 255`.
 
     Choices: the kernels are persistent buffers (saved in the state dict as the reference's frozen parameters are,
-    never handed to an optimizer); borders are replicate-padded so the image edge is not mistaken for a dark frame;
-    the heatmap is treated as a constant of the cover image (no gradient through it, which also avoids the
+    never handed to an optimizer); borders are zero-padded, exactly as the reference (so its released models
+    see the heatmap they were trained with: the outer 2 px look like the edge of a dark frame); the heatmap is treated as a constant of the cover image (no gradient through it, which also avoids the
     infinite derivative of sqrt at 0); gradients flow through `imgs_w`.
 
     Args:
@@ -62,10 +64,10 @@ class JND(nn.Module):
         self.register_buffer("luma_weights", torch.tensor(LUMA_WEIGHTS).view(1, 3, 1, 1), persistent=False)
 
     def _filter(self, x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-        """Depthwise 2-D filter of `(B, C, H, W)` with replicate padding."""
+        """Depthwise 2-D filter of `(B, C, H, W)` with zero padding (the reference's `padding=k // 2`)."""
         channels, size = x.shape[1], kernel.shape[-1]
         weight = kernel.float().expand(channels, 1, size, size)
-        return F.conv2d(F.pad(x, [size // 2] * 4, mode="replicate"), weight, groups=channels)
+        return F.conv2d(x, weight, padding=size // 2, groups=channels)
 
     def heatmap(self, unit_imgs: torch.Tensor) -> torch.Tensor:
         """Pixel-space images `(B, 3, H, W)` in [0, 1] -> heatmap `(B, out_channels, H, W)` in [0, 1] units."""
@@ -73,7 +75,7 @@ class JND(nn.Module):
         if self.in_channels == 1:
             x = (x * self.luma_weights.float()).sum(dim=1, keepdim=True)  # (B, 1, H, W)
         la = self._filter(x, self.kernel_lum)
-        lum_mask = torch.where(la <= 127, 17 * (1 - torch.sqrt(la.clamp(min=0) / 127)), 3 / 128 * (la - 127) + 3)
+        lum_mask = torch.where(la <= 127, 17 * (1 - torch.sqrt(la.clamp(min=0) / 127 + SQRT_EPS)), 3 / 128 * (la - 127) + 3)
         grad = torch.sqrt(self._filter(x, self.kernel_x) ** 2 + self._filter(x, self.kernel_y) ** 2)
         contrast_mask = 0.117 * 16 * grad**2.4 / (grad**2 + 26**2)
         hmap = (lum_mask + contrast_mask - 0.3 * torch.minimum(lum_mask, contrast_mask)).clamp(min=0) / 255

@@ -142,9 +142,9 @@ class Block(nn.Module):
     def __init__(self, dim: int, num_heads: int, grid: tuple[int, int], window: int, mlp_ratio: float = 4.0):
         super().__init__()
         self.window = window
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.norm1 = nn.LayerNorm(dim, eps=1e-5)  # torch's default, as the reference (SAM's 1e-6 changes logits ~1e-3)
         self.attn = Attention(dim, num_heads, (window, window) if window > 0 else grid)
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.norm2 = nn.LayerNorm(dim, eps=1e-5)
         hidden = int(dim * mlp_ratio)
         self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
 

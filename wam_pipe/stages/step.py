@@ -29,6 +29,7 @@ from wam_pipe.core.targets import import_target
 from wam_pipe.losses.terms import hinge_discriminator_loss
 from wam_pipe.models import Watermarker
 from wam_pipe.models.checks import nbits_mismatch
+from wam_pipe.models.reference_layout import load_init_weights
 from wam_pipe.core.checkpoint import load_checkpoint, load_model_weights
 from wam_pipe.stages.train_forward import TrainForward
 
@@ -127,7 +128,7 @@ class Step:
         self.model = Watermarker(cfg.embedder, cfg.extractor, jnd=cfg.jnd, scaling_w=cfg.scaling_w,
                                  scaling_i=cfg.scaling_i, img_size=cfg.img_size)
         if cfg.init_from:
-            load_model_weights(self.model, load_checkpoint(cfg.init_from)["model"], cfg.init_from)
+            load_model_weights(self.model, load_init_weights(cfg.init_from, self.model), cfg.init_from)
         self.model.to(ctx.device)
         if settings.channels_last:
             self.model.to(memory_format=torch.channels_last)
