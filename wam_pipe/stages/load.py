@@ -52,6 +52,10 @@ class Load:
         shard_slice: use only `shards[start:stop]` of the manifest, as a Python slice `[start, stop]` (null = open
             end): e.g. `[0, -1]` trains on all shards but the last and `[-1, null]` evaluates on the held-out last
             one. Default None (all shards).
+        drop_unannotated: leave out the images that have no annotation at all (the reference drops them); only
+            with the per-file source (`images` + `annotations`): shards keep every image. Default False (kept: they
+            still carry generated box / brush / full-image watermarks, and give a `segm` batch its unwatermarked
+            images).
     """
 
     def __init__(self, shards: str | None = None, images: str | None = None, annotations: str | None = None,
@@ -61,7 +65,7 @@ class Load:
                  random_subset: float = 0.5, resampled: bool = False, drop_last: bool = True,
                  max_samples: int | None = None, decoder: str = "torchvision", channels_last: bool = True,
                  min_shards_per_worker: int = 1, shard_slice: Optional[list[Optional[int]]] = None,
-                 batch_ring: bool = True):
+                 batch_ring: bool = True, drop_unannotated: bool = False):
         self.shards, self.images, self.annotations = shards, images, annotations
         self.size, self.batch_size, self.workers = size, batch_size, workers
         self.prefetch_factor, self.persistent_workers, self.pin_memory = prefetch_factor, persistent_workers, pin_memory
@@ -70,6 +74,7 @@ class Load:
         self.resampled, self.drop_last, self.max_samples = resampled, drop_last, max_samples
         self.decoder, self.channels_last, self.min_shards_per_worker = decoder, channels_last, min_shards_per_worker
         self.shard_slice, self.batch_ring = shard_slice, batch_ring
+        self.drop_unannotated = drop_unannotated
         self._stream: Any = None
         self._loader: Any = None
         self._log: Any = print
@@ -102,6 +107,8 @@ class Load:
              f"must be >= 0, got {self.max_samples}"),
             (self.decoder not in DECODERS, "decoder", f"must be one of {DECODERS}, got {self.decoder!r}"),
             (self.size < 8, "size", f"must be >= 8, got {self.size}"),
+            (self.drop_unannotated and self.shards is not None, "drop_unannotated",
+             "needs the per-file source (`images` + `annotations`); shards keep every image"),
         ]
         return [(key, message) for bad, key, message in checks if bad]
 
@@ -168,7 +175,12 @@ class Load:
         if not images.is_dir():
             raise UserError(f"{images}: image folder not found; set load.images to the folder of the JSON's file_names")
         index = load_coco_index(self.annotations)
-        return PerFileSource(images, index.images, self.size, self.decoder)
+        records = index.images
+        if self.drop_unannotated:
+            records = [r for r in records if r.annotations_json != b"[]"]
+            if not records:
+                raise UserError(f"{self.annotations}: no image has an annotation; set load.drop_unannotated: false")
+        return PerFileSource(images, records, self.size, self.decoder)
 
     def _require_setup(self) -> Any:
         if self._stream is None:
