@@ -37,6 +37,9 @@ class Load:
             of all) or "instances" (K = `max_masks` separate instance masks, zero-padded). Default "union".
         max_masks: K for `mask_mode: instances`. Default 4.
         random_subset: probability of a random instance subset in union mode (0 for evaluation). Default 0.5.
+        instance_subset: in `instances` mode, with probability `random_subset` take the first `max_masks` of a
+            random subset of the instances in random order, else the first `max_masks` (the reference's
+            multi-watermark loader). Default False (always the first `max_masks`).
         resampled: draw shards with replacement, endlessly (streaming); an epoch is then a fixed number of batches
             and samples may repeat or be missed. Default False.
         drop_last: drop incomplete batches so that every rank has the same batch count (training). Default True.
@@ -65,7 +68,8 @@ class Load:
                  random_subset: float = 0.5, resampled: bool = False, drop_last: bool = True,
                  max_samples: int | None = None, decoder: str = "torchvision", channels_last: bool = True,
                  min_shards_per_worker: int = 1, shard_slice: Optional[list[Optional[int]]] = None,
-                 batch_ring: bool = True, drop_unannotated: bool = False):
+                 batch_ring: bool = True, drop_unannotated: bool = False,
+                 instance_subset: bool = False):
         self.shards, self.images, self.annotations = shards, images, annotations
         self.size, self.batch_size, self.workers = size, batch_size, workers
         self.prefetch_factor, self.persistent_workers, self.pin_memory = prefetch_factor, persistent_workers, pin_memory
@@ -74,7 +78,7 @@ class Load:
         self.resampled, self.drop_last, self.max_samples = resampled, drop_last, max_samples
         self.decoder, self.channels_last, self.min_shards_per_worker = decoder, channels_last, min_shards_per_worker
         self.shard_slice, self.batch_ring = shard_slice, batch_ring
-        self.drop_unannotated = drop_unannotated
+        self.drop_unannotated, self.instance_subset = drop_unannotated, instance_subset
         self._stream: Any = None
         self._loader: Any = None
         self._log: Any = print
@@ -126,7 +130,7 @@ class Load:
         self._check_values()
         self._log = ctx.log
         source = self._shard_source(ctx) if self.shards is not None else self._per_file_source()
-        selector = MaskSelector(self.mask_mode, self.max_masks, self.random_subset)
+        selector = MaskSelector(self.mask_mode, self.max_masks, self.random_subset, self.instance_subset)
         self._stream = EpochStream(
             source, selector, Collate(self.channels_last), batch_size=self.batch_size, seed=ctx.seed, rank=ctx.rank,
             world_size=ctx.world_size, drop_last=self.drop_last, shuffle=self.shuffle,
