@@ -15,6 +15,7 @@ from torchvision.io import ImageReadMode, decode_jpeg, encode_jpeg
 
 from wam_pipe.augment._common import check_range, randint
 from wam_pipe.augment.base import Params, ValuemetricAugmentation, require_strength
+from wam_pipe.augment.registry import register_augmentation
 
 
 def _codec_quietly(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -48,6 +49,7 @@ def jpeg_roundtrip(images: torch.Tensor, qualities: list[int]) -> torch.Tensor:
     return torch.stack(decoded)  # (B, 3, H, W)
 
 
+@register_augmentation("jpeg", eval_strengths=(40, 60, 80))
 class JPEG(ValuemetricAugmentation):
     """JPEG compression and decompression; the gradient passes straight through.
 
@@ -58,7 +60,6 @@ class JPEG(ValuemetricAugmentation):
         quality: `[min, max]` training range of the integer quality (default [40, 80]).
     """
 
-    name = "jpeg"
     straight_through = True
 
     def __init__(self, weight: float = 1.0, quality: list[int] = (40, 80)) -> None:

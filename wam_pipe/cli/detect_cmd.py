@@ -59,7 +59,7 @@ def _check_arguments(args: argparse.Namespace) -> None:
 def _detect(args: argparse.Namespace) -> int:
     from wam_pipe.inference.detect import detect_image
     from wam_pipe.inference.image_io import read_image, write_mask
-    from wam_pipe.inference.loading import load_watermarker
+    from wam_pipe.config.checkpoint_model import load_watermarker
     from wam_pipe.core.distributed import pick_device
 
     _check_arguments(args)

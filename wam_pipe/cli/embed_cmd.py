@@ -37,7 +37,7 @@ def _embed(args: argparse.Namespace) -> int:
 
     from wam_pipe.inference.detect import embed_image
     from wam_pipe.inference.image_io import format_message, parse_message, read_image, read_mask, write_image
-    from wam_pipe.inference.loading import load_watermarker
+    from wam_pipe.config.checkpoint_model import load_watermarker
     from wam_pipe.core.distributed import pick_device
 
     image = read_image(args.image)

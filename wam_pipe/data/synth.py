@@ -23,8 +23,9 @@ from PIL import Image
 
 from wam_pipe.data import synth_shapes as shapes
 from wam_pipe.data.coco_index import sample_key
-from wam_pipe.data.shards.tar_io import atomic_write_bytes
+from wam_pipe.core.atomic import atomic_write_bytes
 from wam_pipe.core.errors import UserError
+from wam_pipe.data.shards.build import default_workers
 
 GENERATOR_VERSION = 1
 JPEG_QUALITY = 90
@@ -133,8 +134,6 @@ def write_synthetic_coco(images_dir: str | Path, annotations: str | Path, images
 
 
 def _run(jobs: list[tuple], workers: int | None) -> list[tuple[dict, list[dict]]]:
-    from wam_pipe.data.shards.build import default_workers
-
     workers = default_workers() if workers is None else workers
     if workers <= 1 or len(jobs) < 32:
         return [_write_one(job) for job in jobs]

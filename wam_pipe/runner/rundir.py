@@ -27,6 +27,8 @@ from typing import Any
 
 import yaml
 
+from wam_pipe.core import run_layout as layout
+from wam_pipe.core.atomic import atomic_write_text, temp_path
 from wam_pipe.core.errors import UserError
 
 # May differ between a run and its resume: they change speed, cadence or length, not completed work.
@@ -35,8 +37,6 @@ RESUMABLE_CHANGES = (
     "run.tensorboard", "run.loggers", "run.project", "run.tags", "run.output_dir", "run.max_nonfinite_steps", "run.cudnn_benchmark", "run.dist_backend",
     "stages.load.workers", "stages.load.prefetch_factor", "stages.load.persistent_workers", "stages.load.pin_memory",
 )
-# What `write_run_files` writes before a run does any work.
-RUN_RECORD = ("config.yaml", "resolved.yaml", "overrides.txt", "env.json")
 _PACKAGES = ("wam-pipe", "torch", "torchvision", "hydra-zen", "hydra-core", "omegaconf", "webdataset", "pycocotools",
              "numpy", "pillow")
 
@@ -59,7 +59,7 @@ def config_differences(old: dict, new: dict) -> list[str]:
 
 def _only_run_record(run_dir: Path) -> bool:
     """The dir holds nothing but what `write_run_files` writes first: a run that failed before doing any work."""
-    record = {*RUN_RECORD, *(f".{name}.tmp" for name in RUN_RECORD)}
+    record = {*layout.RUN_RECORD, *(temp_path(name).name for name in layout.RUN_RECORD)}
     return all(entry.is_file() and entry.name in record for entry in run_dir.iterdir())
 
 
@@ -73,7 +73,7 @@ def inspect_run_dir(run_dir: Path, resolved: dict, overwrite: bool) -> tuple[str
         return "new", None
     if not run_dir.is_dir():
         raise UserError(f"{run_dir}: exists and is not a directory; choose another run.output_dir or --output-dir")
-    saved = run_dir / "resolved.yaml"
+    saved = run_dir / layout.RESOLVED
     if not saved.is_file():
         raise UserError(f"{run_dir}: not empty and not a wam-pipe run dir (no resolved.yaml), so it is never "
                         f"overwritten; choose another --output-dir (or run.output_dir)")
@@ -87,7 +87,7 @@ def inspect_run_dir(run_dir: Path, resolved: dict, overwrite: bool) -> tuple[str
         shown = ", ".join(differences[:4]) + (f" and {len(differences) - 4} more" if len(differences) > 4 else "")
         raise UserError(f"{run_dir}: holds a run of a different configuration ({shown} differ); use --overwrite to "
                         f"replace it, or --output-dir DIR for a new run")
-    checkpoint = run_dir / "checkpoints" / "last.pt"
+    checkpoint = layout.last_checkpoint(run_dir)
     return "resume", checkpoint if checkpoint.is_file() else None
 
 
@@ -97,17 +97,11 @@ def write_run_files(run_dir: Path, config_yaml: str, resolved_yaml: str, overrid
     if fresh and run_dir.exists():
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write(run_dir / "config.yaml", config_yaml)
-    _atomic_write(run_dir / "resolved.yaml", resolved_yaml)
-    with open(run_dir / "overrides.txt", "a") as f:
+    atomic_write_text(run_dir / layout.CONFIG, config_yaml)
+    atomic_write_text(run_dir / layout.RESOLVED, resolved_yaml)
+    with open(run_dir / layout.OVERRIDES, "a") as f:
         f.writelines(f"{o}\n" for o in overrides)
-    _atomic_write(run_dir / "env.json", json.dumps(environment(device, world_size), indent=2) + "\n")
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    atomic_write_text(run_dir / layout.ENV, json.dumps(environment(device, world_size), indent=2) + "\n")
 
 
 def _git(*args: str) -> str | None:

@@ -7,6 +7,13 @@ from typing import Any, Iterator, Optional
 
 from wam_pipe.core.errors import UserError
 from wam_pipe.core.context import RunContext
+from wam_pipe.core.signature import instance_for_check
+from wam_pipe.data.coco_index import load_coco_index
+from wam_pipe.data.readers.decode import Collate, DECODERS
+from wam_pipe.data.readers.mask_select import MASK_MODES, MaskSelector
+from wam_pipe.data.readers.per_file import PerFileSource
+from wam_pipe.data.readers.shard_source import ShardSource, open_shards
+from wam_pipe.data.readers.stream import EpochStream, iterate, make_loader
 
 
 class Load:
@@ -86,15 +93,10 @@ class Load:
     @classmethod
     def check_config(cls, node: dict) -> list[tuple[str, str]]:
         """`wam-pipe validate`: the value ranges that `setup` checks, all at once, as (key, message)."""
-        from wam_pipe.config.signature import instance_for_check
-
         load = instance_for_check(cls, node)  # None on wrong types or names: the signature check reports them
         return load._value_problems() if load is not None else []
 
     def _value_problems(self) -> list[tuple[str, str]]:
-        from wam_pipe.data.readers.decode import DECODERS
-        from wam_pipe.data.readers.mask_select import MASK_MODES
-
         per_file = self.images is not None or self.annotations is not None
         one_source = (self.shards is None) != (not per_file) and not (
             per_file and (self.images is None or self.annotations is None))
@@ -123,10 +125,6 @@ class Load:
 
     def setup(self, ctx: RunContext) -> None:
         """Read the manifest (or parse the JSON once), check shard counts, and build this rank's loader."""
-        from wam_pipe.data.readers.decode import Collate
-        from wam_pipe.data.readers.mask_select import MaskSelector
-        from wam_pipe.data.readers.stream import EpochStream, make_loader
-
         self._check_values()
         self._log = ctx.log
         source = self._shard_source(ctx) if self.shards is not None else self._per_file_source()
@@ -146,8 +144,6 @@ class Load:
                                    self.batch_ring)
 
     def _shard_source(self, ctx: RunContext) -> Any:
-        from wam_pipe.data.readers.shard_source import ShardSource, open_shards
-
         directory, manifest = open_shards(self.shards)
         if self.shard_slice is not None:
             manifest = _slice_shards(manifest, self.shard_slice, directory)
@@ -172,9 +168,6 @@ class Load:
         )
 
     def _per_file_source(self) -> Any:
-        from wam_pipe.data.coco_index import load_coco_index
-        from wam_pipe.data.readers.per_file import PerFileSource
-
         images = Path(self.images)
         if not images.is_dir():
             raise UserError(f"{images}: image folder not found; set load.images to the folder of the JSON's file_names")
@@ -203,8 +196,6 @@ class Load:
 
     def epoch(self, epoch: int) -> Iterator[dict]:
         """This rank's batches for `epoch` (exactly `batches_per_epoch` of them)."""
-        from wam_pipe.data.readers.stream import iterate
-
         stream = self._require_setup()
         stream.set_epoch(epoch)
         return iterate(self._loader)

@@ -8,6 +8,12 @@ from typing import TYPE_CHECKING
 
 from wam_pipe.core.errors import UserError
 from wam_pipe.core.context import RunContext
+from wam_pipe.core.signature import instance_for_check
+from wam_pipe.data.shards.build import build_shards
+from wam_pipe.data.shards.build_state import BuildConfig
+from wam_pipe.data.shards.manifest import MANIFEST_NAME
+from wam_pipe.data.shards.manifest_summary import summary_lines
+from wam_pipe.data.synth import write_synthetic_coco
 
 if TYPE_CHECKING:
     from wam_pipe.data.shards.build_state import BuildConfig
@@ -52,8 +58,6 @@ class ShardBuild:
     @classmethod
     def check_config(cls, node: dict) -> list[tuple[str, str]]:
         """`wam-pipe validate`: every value the build would refuse, as (key, message), before any work is done."""
-        from wam_pipe.config.signature import instance_for_check
-
         stage = instance_for_check(cls, node)
         if stage is None:  # wrong names or types: the signature check reports them
             return []
@@ -71,15 +75,9 @@ class ShardBuild:
             self._build(ctx)
         else:
             self._wait_for_manifest()
-        ctx.artifacts["shard-build"] = Path(self.out)
 
     def _build(self, ctx: RunContext) -> None:
-        from wam_pipe.data.shards.build import build_shards
-        from wam_pipe.data.shards.manifest_summary import summary_lines
-
         if self.synthesize > 0:
-            from wam_pipe.data.synth import write_synthetic_coco
-
             if write_synthetic_coco(self.images, self.annotations, self.synthesize, seed=self.synthesize_seed,
                                     workers=self.workers):
                 ctx.log(f"shard-build: wrote a synthetic COCO dataset of {self.synthesize} images to {self.images}")
@@ -94,8 +92,6 @@ class ShardBuild:
 
     def _config(self) -> BuildConfig:
         """The build this stage runs (no I/O: `BuildConfig.validate` checks the paths when the build starts)."""
-        from wam_pipe.data.shards.build_state import BuildConfig
-
         return BuildConfig(
             images=Path(self.images), annotations=Path(self.annotations), out=Path(self.out), size=self.size,
             samples_per_shard=self.samples_per_shard, workers=self.workers, image_format=self.image_format,
@@ -103,8 +99,6 @@ class ShardBuild:
         )
 
     def _wait_for_manifest(self) -> None:
-        from wam_pipe.data.shards.manifest import MANIFEST_NAME
-
         deadline = time.monotonic() + self.wait_timeout_s
         manifest = Path(self.out) / MANIFEST_NAME
         while not manifest.is_file():

@@ -26,6 +26,7 @@ from wam_pipe.data.readers.mask_select import MaskSelector
 from wam_pipe.data.readers.epoch_plan import Piece
 from wam_pipe.data.shards.prepare import SkipImage, full_resolution_rles, open_rgb
 from wam_pipe.core.errors import UserError
+from wam_pipe.data.readers.decode import preload_decoder
 
 _JPEG_MAGIC = b"\xff\xd8"
 
@@ -51,8 +52,6 @@ class PerFileSource:
         self.decoder = decoder
 
     def preload(self) -> None:
-        from wam_pipe.data.readers.decode import preload_decoder
-
         preload_decoder(self.decoder)
         if self.decoder == "torchvision":
             import torchvision.transforms.v2.functional  # noqa: F401  (the resize)

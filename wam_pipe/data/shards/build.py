@@ -31,6 +31,7 @@ from wam_pipe.data.shards.prepare import SkipImage, encode_sample, prepare_sampl
 from wam_pipe.data.shards.published import REFUSAL_FIX, PublishedBuild, check_published
 from wam_pipe.data.shards.tar_io import ShardWriter
 from wam_pipe.core.errors import RunFailure, UserError
+from wam_pipe.data.shards.manifest_summary import assemble_manifest, skip_limit_exceeded
 
 # Test hook: SIGKILL this process while writing the shard after the first N finished ones (crash-safety tests).
 KILL_HOOK_ENV = "WAM_PIPE_TEST_KILL_AFTER_SHARDS"
@@ -275,8 +276,6 @@ def _assemble_manifest(
     config: BuildConfig, index: CocoIndex, source: dict, shards: list[PlannedShard], markers: list[dict | None],
     images: ImagesFingerprint,
 ) -> dict[str, Any]:
-    from wam_pipe.data.shards.manifest_summary import assemble_manifest
-
     if any(m is None for m in markers):  # cannot happen unless files vanish mid-build
         raise RunFailure(f"{config.out}: a shard finished during this build is missing; rerun the build")
     part = {"index": config.part, "count": config.num_parts} if config.num_parts > 1 else None
@@ -284,8 +283,6 @@ def _assemble_manifest(
 
 
 def _enforce_skip_limit(config: BuildConfig, state: BuildState, shards: list[PlannedShard], manifest: dict) -> None:
-    from wam_pipe.data.shards.manifest_summary import skip_limit_exceeded
-
     total = sum(len(s.images) for s in shards)
     exceeded = skip_limit_exceeded(manifest["skipped"], total, config.max_skipped_fraction)
     if exceeded:

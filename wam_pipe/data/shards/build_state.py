@@ -23,8 +23,10 @@ from typing import Any
 from wam_pipe.data.coco_index import ImageRecord
 from wam_pipe.data.shards.manifest import FORMAT_VERSION, part_suffix
 from wam_pipe.data.shards.prepare import IMAGE_EXTENSIONS, JPEG_SUBSAMPLING
-from wam_pipe.data.shards.tar_io import TMP_SUFFIX, atomic_write_bytes, shard_name
+from wam_pipe.core.atomic import atomic_write_bytes
+from wam_pipe.data.shards.tar_io import TMP_SUFFIX, shard_name
 from wam_pipe.core.errors import UserError
+from wam_pipe.data.shards.manifest import manifest_path
 
 STATE_DIR = "_build"
 
@@ -194,7 +196,6 @@ def clear_output(out: Path, whole_build: bool, shards: list[PlannedShard], state
         if (out / STATE_DIR).is_dir():
             shutil.rmtree(out / STATE_DIR)
         return
-    from wam_pipe.data.shards.manifest import manifest_path
 
     manifest_path(out, state.config.part, state.config.num_parts).unlink(missing_ok=True)
     state.remove_stale_temp_files(shards)

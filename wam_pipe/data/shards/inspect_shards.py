@@ -12,6 +12,7 @@ import numpy as np
 from wam_pipe.data.shards.manifest import read_manifest
 from wam_pipe.data.shards.tar_io import EncodedSample, read_samples
 from wam_pipe.core.errors import UserError
+from wam_pipe.data.rle import decode_rles
 
 # Distinct overlay colours (RGB), cycled over the instances of a sample.
 PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
@@ -70,8 +71,7 @@ def pick_samples(directory: Path, manifest: dict[str, Any], count: int) -> list[
 
 def overlay(sample: EncodedSample, alpha: float = 0.45) -> np.ndarray:
     """A sample's image `(S, S, 3)` uint8 with each instance tinted in its own colour and outlined."""
-    from wam_pipe.data.readers.decode import decode_image
-    from wam_pipe.data.rle import decode_rles
+    from wam_pipe.data.readers.decode import decode_image  # imports torch: only the pictures need it
 
     image = decode_image(sample.image, "pil").permute(1, 2, 0).numpy().astype(np.float32)  # (S, S, 3)
     annotations = json.loads(sample.meta)["annotations"]

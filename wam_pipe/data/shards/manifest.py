@@ -26,7 +26,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from wam_pipe.data.shards.tar_io import atomic_write_bytes
+from wam_pipe.core.atomic import atomic_write_bytes
 from wam_pipe.core.errors import UserError
 
 MANIFEST_NAME = "manifest.json"

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from PIL import Image
 
 from wam_pipe.data import rle as rle_ops
@@ -161,8 +160,3 @@ def encode_sample(sample: PreparedSample, image_format: str, quality: int) -> di
         IMAGE_EXTENSIONS[image_format]: encode_image(sample.image, image_format, quality),
         "json": json.dumps(sample.record, separators=(",", ":")).encode(),
     }
-
-
-def image_array(image: Image.Image) -> np.ndarray:
-    """RGB PIL image -> uint8 `(H, W, 3)` array."""
-    return np.asarray(image, dtype=np.uint8)

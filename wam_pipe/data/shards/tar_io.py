@@ -14,42 +14,18 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from wam_pipe.core.atomic import TMP_SUFFIX, commit, fsync_file
+
 SHARD_PATTERN = "shard-{index:06d}.tar"
-TMP_SUFFIX = ".tmp"
 
 
 def shard_name(index: int) -> str:
     return SHARD_PATTERN.format(index=index)
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make a rename inside `directory` durable (no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` via a temp file, fsync and rename."""
-    path = Path(path)
-    tmp = path.with_name(path.name + TMP_SUFFIX)
-    with open(tmp, "wb") as stream:
-        stream.write(data)
-        stream.flush()
-        os.fsync(stream.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
 
 
 @dataclass
@@ -123,15 +99,13 @@ class ShardWriter:
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         try:
             self._archive.close()  # writes the end-of-archive blocks
-            self._stream.flush()
-            os.fsync(self._stream.fileno())
+            fsync_file(self._stream)
         finally:
             self._stream.close()
         if exc_type is not None:
             self.tmp.unlink(missing_ok=True)
             return
-        os.replace(self.tmp, self.path)
-        fsync_dir(self.path.parent)
+        commit(self.tmp, self.path)
         self.info = ShardInfo(self.path.name, self.samples, self._hashing.size, self._hashing.digest.hexdigest())
 
 

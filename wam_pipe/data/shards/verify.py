@@ -12,6 +12,7 @@ from typing import Any
 from wam_pipe.data.shards.manifest import read_manifest
 from wam_pipe.data.rle import SegmentationError, check_counts_total, counts_from_string
 from wam_pipe.data.shards.tar_io import EncodedSample, ShardFormatError, read_samples
+from wam_pipe.data.shards.build import default_workers
 
 REQUIRED_FIELDS = ("image_id", "file_name", "height", "width", "orig_height", "orig_width", "annotations")
 
@@ -78,8 +79,6 @@ def verify_shard(job: tuple[str, dict[str, Any], int]) -> tuple[list[str], list[
 
 def verify_shards(directory: str | Path, workers: int | None = None) -> tuple[dict[str, Any], list[str]]:
     """Check a whole shard directory; returns (manifest, problems). An empty problem list means it is sound."""
-    from wam_pipe.data.shards.build import default_workers
-
     directory = Path(directory)
     manifest = read_manifest(directory)
     size = int(manifest["settings"]["size"])

@@ -7,7 +7,6 @@ is enough to rebuild its model (`wam-pipe embed/detect --checkpoint`).
 
 from __future__ import annotations
 
-import os
 import random
 import re
 import warnings
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from wam_pipe.core.atomic import atomic_open
 from wam_pipe.core.errors import UserError
 
 FORMAT = 1
@@ -25,12 +25,8 @@ FORMAT = 1
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
+    with atomic_open(path) as f:
         torch.save({"format": FORMAT, **payload}, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def _why_unreadable(path: Path, err: Exception) -> str:
