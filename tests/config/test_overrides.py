@@ -122,8 +122,9 @@ def test_sweeps_are_refused(path, value):
     with pytest.raises(ConfigError) as info:
         compose(path, [f"stages.step.out_features={value}"])
     (error,) = info.value.errors
-    assert error == (f"{path}: stages.step.out_features: sweeps are not supported, one run is one configuration; "
-                     f"give one value (a list is written [1,2]) (override 'stages.step.out_features={value}')")
+    assert error == (f"{path}: stages.step.out_features: a sweep, and one run is one configuration; add --multirun "
+                     f"to run every point, or give one value (a list is written [1,2]) "
+                     f"(override 'stages.step.out_features={value}')")
 
 
 def test_empty_key_and_package_syntax_are_refused(path):

@@ -42,3 +42,29 @@ def tiny_pipeline(tiny_shards, tmp_path) -> Path:
     path = tmp_path / "tiny.yaml"
     path.write_text(TINY.replace("{shards}", str(tiny_shards)))
     return path
+
+
+# An eval stage for the tiny pipeline (4 held-in images, one mask, no augmentation): runs with a report.
+TINY_EVAL = """\
+  eval:
+    _target_: wam_pipe.stages.Eval
+    max_images: 4
+    masks: [full]
+    augs: {identity: null}
+    data:
+      _target_: wam_pipe.stages.Load
+      shards: {shards}
+      size: ${vars.size}
+      batch_size: 4
+      workers: 0
+      shuffle: false
+      drop_last: false
+      random_subset: 0.0
+"""
+
+
+@pytest.fixture
+def tiny_with_eval(tiny_shards, tmp_path) -> Path:
+    path = tmp_path / "tiny_eval.yaml"
+    path.write_text((TINY + TINY_EVAL).replace("{shards}", str(tiny_shards)))
+    return path

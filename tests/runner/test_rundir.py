@@ -66,3 +66,19 @@ def test_a_failed_standalone_eval_can_be_rerun_into_the_same_dir(tmp_path, repo_
     assert "/nope2.pt: no such checkpoint" in err and "different configuration" not in err
     assert "/nope2.pt" in (run_dir / "resolved.yaml").read_text()
     assert (run_dir / "overrides.txt").read_text().count("checkpoint") == 1   # a fresh record, not appended
+
+
+def test_slurm_job_logs_do_not_make_a_run_dir_and_survive_overwrite(tmp_path):
+    """`wam-pipe submit` writes RUN_DIR/slurm/<job>/ before the job starts: the dir is still new, a failed-before-work
+    record is still reusable, and --overwrite keeps the running job's logs."""
+    run_dir = tmp_path / "run"
+    (run_dir / "slurm" / "7").mkdir(parents=True)
+    (run_dir / "slurm" / "7" / "7_0_log.out").write_text("log")
+    assert inspect_run_dir(run_dir, NEW, overwrite=False) == ("new", None)
+    record(run_dir, OLD)
+    assert inspect_run_dir(run_dir, NEW, overwrite=False) == ("overwrite", None)    # only the record + logs
+    (run_dir / "log.jsonl").write_text("{}\n")
+    assert inspect_run_dir(run_dir, OLD, overwrite=False) == ("resume", None)
+    record(run_dir, NEW)                                                           # fresh: wipes the run
+    assert not (run_dir / "log.jsonl").exists()
+    assert (run_dir / "slurm" / "7" / "7_0_log.out").read_text() == "log"

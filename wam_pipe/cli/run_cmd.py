@@ -6,16 +6,24 @@ Examples:
   wam-pipe run pipelines/train.yaml --nproc 8                 # 8 GPUs on this node (launches torchrun)
   torchrun --nproc_per_node=8 -m wam_pipe run pipelines/train.yaml
   wam-pipe run runs/wam-pretrain/config.yaml                  # resume (or repeat) a run from its run dir
+  wam-pipe run pipelines/quickstart.yaml --multirun stages.step.optimizer.lr=2e-3,1e-3 run.seed=range(0,3)
+  srun --ntasks-per-node=8 --gpus-per-node=8 wam-pipe run pipelines/train.yaml   # Slurm: one task per GPU
 
 A run dir that holds a run of the same pipeline is resumed from its last checkpoint; one of a different
 configuration is refused unless --overwrite (one holding only the config files of a run that failed before any work
 is reused). A non-empty dir that is not a run dir is never written to: choose another --output-dir.
+
+--multirun runs every point of a sweep (`a=1,2`, `choice(...)`, `range(...)`, several swept keys = their product)
+one after the other, each in its own run dir `runs/<name>/sweep-<id>/<i>/` next to `sweep.json`; every point is
+validated before the first one runs; the same command again resumes the sweep. `wam-pipe report` on the sweep dir
+prints one table of all points. Under srun, torch.distributed is set up from Slurm's variables (docs/scale.md).
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+from pathlib import Path
 
 from wam_pipe.cli._common import add_pipeline_arguments, check_overrides
 
@@ -29,11 +37,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--overwrite", action="store_true", help="replace a previous run in the run directory")
     parser.add_argument("--nproc", type=int, metavar="N",
                         help="launch N processes on this node with torchrun (one per GPU)")
+    parser.add_argument("--multirun", action="store_true",
+                        help="sweep: one run per point of the swept overrides (a=1,2 run.seed=range(0,3))")
     parser.set_defaults(func=_run, parser=parser)
 
 
 def _run(args: argparse.Namespace) -> int:
     check_overrides(args.parser, args.overrides)
+    if args.multirun:
+        return _multirun(args)
     if args.nproc and args.nproc > 1 and "WORLD_SIZE" not in os.environ:
         from wam_pipe.config import compose
         from wam_pipe.core.distributed import launch_torchrun
@@ -51,14 +63,44 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _rank_argv(args: argparse.Namespace) -> list[str]:
-    """The command each torchrun process runs: this one, from the parsed arguments, without --nproc."""
+def _multirun(args: argparse.Namespace) -> int:
+    """Every point of the sweep, in order, each in its own run dir (torchrun per point with --nproc)."""
+    from wam_pipe.config.sweep import compose_sweep
+    from wam_pipe.core.distributed import env_coordinates, launch_torchrun
+    from wam_pipe.runner.run import run_pipeline
+    from wam_pipe.runner.sweep import run_points, sweep_dir, write_sweep_file
+
+    sweep = compose_sweep(args.pipeline, args.overrides)
+    root = sweep_dir(sweep, args.output_dir)
+    main_rank = env_coordinates()[0] == 0
+    if main_rank:
+        write_sweep_file(root, sweep)
+
+    def run_point(i: int, overrides: list[str], run_dir: Path) -> None:
+        if args.nproc and args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+            code = launch_torchrun(args.nproc, _rank_argv(args, overrides, str(run_dir)))
+            if code:
+                raise RuntimeError(f"exit code {code}")
+        else:
+            run_pipeline(sweep.pipelines[i], output_dir=str(run_dir), overwrite=args.overwrite, only=args.only)
+
+    failed = run_points(sweep, root, run_point, log=print if main_rank else (lambda line: None))
+    if main_rank:
+        print(f"done: {root} ({len(sweep.points) - len(failed)}/{len(sweep.points)} points"
+              f"{', failed: ' + ' '.join(map(str, failed)) if failed else ''}); wam-pipe report {root}")
+    return 1 if failed else 0
+
+
+def _rank_argv(args: argparse.Namespace, overrides: list[str] | None = None,
+               output_dir: str | None = None) -> list[str]:
+    """The command each torchrun process runs: this one, from the parsed arguments, without --nproc (a sweep
+    point: its overrides and run dir, without --multirun)."""
     argv = ["--debug"] if args.debug else []
-    argv += ["run", args.pipeline, *args.overrides]
+    argv += ["run", args.pipeline, *(args.overrides if overrides is None else overrides)]
     if args.only:
         argv += ["--only", args.only]
-    if args.output_dir:
-        argv += ["--output-dir", args.output_dir]
+    if output_dir or args.output_dir:
+        argv += ["--output-dir", output_dir or args.output_dir]
     if args.overwrite:
         argv.append("--overwrite")
     return argv

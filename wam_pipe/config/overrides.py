@@ -9,7 +9,8 @@
 
 Values follow Hydra: `1e-4` is a float, `[1,2]` a list, `null` None, quotes make strings. Any other key is an
 error naming the closest existing key. One run is one configuration: sweeps (`a=1,2`, `choice(...)`, `range(...)`)
-and Hydra's config groups and packages (`+group@pkg=x`) are refused.
+are refused here and expanded by `--multirun` (config/sweep.py); Hydra's config groups and packages
+(`+group@pkg=x`) are refused.
 """
 
 from __future__ import annotations
@@ -198,8 +199,8 @@ def _refusal(override: Any, key: str) -> str | None:
         return (f"package syntax (@{override.package}) is not supported: wam-pipe has no config groups; name the "
                 f"full dotted key, e.g. +vars.{key}=...")
     if override.is_sweep_override():
-        return ("sweeps are not supported, one run is one configuration; give one value (a list is written "
-                "[1,2])")
+        return ("a sweep, and one run is one configuration; add --multirun to run every point, or give one value "
+                "(a list is written [1,2])")
     return None
 
 

@@ -9,7 +9,8 @@ Checks, in order: interpolations resolve; the closed top level and the shape of 
 3. per node: reserved keys, the stage class matching its key, unknown arguments with a suggestion, value types,
    positional `_args_`, missing required arguments (not for `_partial_` nodes), then its children, and last,
    when the node's own keys were clean and every target below it imported, the component's own `check_config`
-   classmethod when it has one (value ranges and cross-field rules).
+   classmethod when it has one (value ranges and cross-field rules);
+4. pipeline-wide data checks (`data_checks.py`): instance masks asked of shards that carry none.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
+from wam_pipe.config.data_checks import instance_problems
 from wam_pipe.config.messages import interpolation_message
 from wam_pipe.config.pipeline_file import check_top_level
 from wam_pipe.core.signature import RESERVED_KEYS, check_value, signature_of
@@ -118,6 +120,7 @@ def check(cfg: DictConfig, file: str) -> Report:
     walk = _Walk(file, errors, objects, import_errors)
     for kind, node in stages.items():
         walk.visit(node, f"stages.{kind}", stage_kind=kind)
+    errors.extend(instance_problems(stages, file))
     return Report(resolved, errors)
 
 

@@ -1,7 +1,8 @@
-"""Process-group set-up from torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK), nothing else.
+"""Process-group set-up from torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR/PORT).
 
-No dependence on CUDA_VISIBLE_DEVICES or SLURM variables: torchrun (or `wam-pipe run --nproc N`, which launches
-torchrun) sets the three variables on every node. NCCL on GPUs, gloo on CPU.
+torchrun (or `wam-pipe run --nproc N`, which launches torchrun) sets them on every node; under `srun` they are
+derived from Slurm's variables first (core/slurm_env.py; torchrun's win when both are set). No dependence on
+CUDA_VISIBLE_DEVICES. NCCL on GPUs, gloo on CPU.
 """
 
 from __future__ import annotations
@@ -16,10 +17,13 @@ import torch.distributed as dist
 from wam_pipe.core.errors import UserError
 from wam_pipe.core.context import RunContext
 from wam_pipe.core.settings import parse_device
+from wam_pipe.core.slurm_env import adopt_slurm_variables
 
 
 def env_coordinates() -> tuple[int, int, int]:
-    """(rank, world_size, local_rank) from torchrun's variables; (0, 1, 0) when launched without torchrun."""
+    """(rank, world_size, local_rank) from torchrun's variables (set from Slurm's first in an srun task);
+    (0, 1, 0) when launched by neither."""
+    adopt_slurm_variables()
     return (int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
             int(os.environ.get("LOCAL_RANK", 0)))
 

@@ -5,6 +5,7 @@
     <run>/overrides.txt    the command-line overrides, one per line (appended on each resume)
     <run>/env.json         versions, git SHA and dirty flag, host, device
     <run>/log.jsonl        training log; <run>/checkpoints/last.pt; <run>/eval/ ...
+    <run>/slurm/<job>/     `wam-pipe submit`'s job logs (written before the run starts; kept by --overwrite)
 
 A non-empty run dir is refused unless it holds a run of the same pipeline (then the run resumes from its last
 checkpoint) or `--overwrite` is given. Settings that do not change what was already computed may differ on resume.
@@ -37,6 +38,8 @@ RESUMABLE_CHANGES = (
     "run.tensorboard", "run.loggers", "run.project", "run.tags", "run.output_dir", "run.max_nonfinite_steps", "run.cudnn_benchmark", "run.dist_backend",
     "stages.load.workers", "stages.load.prefetch_factor", "stages.load.persistent_workers", "stages.load.pin_memory",
 )
+# Slurm job logs that `wam-pipe submit` puts in the run dir before the job starts: not part of the run.
+SLURM_DIR = "slurm"
 _PACKAGES = ("wam-pipe", "torch", "torchvision", "hydra-zen", "hydra-core", "omegaconf", "webdataset", "pycocotools",
              "numpy", "pillow")
 
@@ -57,10 +60,15 @@ def config_differences(old: dict, new: dict) -> list[str]:
     return [k for k in keys if a.get(k, "<absent>") != b.get(k, "<absent>") and not k.startswith(RESUMABLE_CHANGES)]
 
 
+def _entries(run_dir: Path) -> list[Path]:
+    """What the dir holds, less the Slurm job logs (`wam-pipe submit` writes them before the run starts)."""
+    return [entry for entry in run_dir.iterdir() if not (entry.name == SLURM_DIR and entry.is_dir())]
+
+
 def _only_run_record(run_dir: Path) -> bool:
     """The dir holds nothing but what `write_run_files` writes first: a run that failed before doing any work."""
     record = {*layout.RUN_RECORD, *(temp_path(name).name for name in layout.RUN_RECORD)}
-    return all(entry.is_file() and entry.name in record for entry in run_dir.iterdir())
+    return all(entry.is_file() and entry.name in record for entry in _entries(run_dir))
 
 
 def inspect_run_dir(run_dir: Path, resolved: dict, overwrite: bool) -> tuple[str, Path | None]:
@@ -69,7 +77,7 @@ def inspect_run_dir(run_dir: Path, resolved: dict, overwrite: bool) -> tuple[str
     A dir that holds only a run's record (config files, no log, checkpoint or output: the run failed before its
     first step, e.g. on a missing checkpoint) is reused whatever its configuration, as if it were empty.
     """
-    if not run_dir.exists() or (run_dir.is_dir() and not any(run_dir.iterdir())):
+    if not run_dir.exists() or (run_dir.is_dir() and not _entries(run_dir)):
         return "new", None
     if not run_dir.is_dir():
         raise UserError(f"{run_dir}: exists and is not a directory; choose another run.output_dir or --output-dir")
@@ -95,7 +103,8 @@ def write_run_files(run_dir: Path, config_yaml: str, resolved_yaml: str, overrid
                     world_size: int, fresh: bool) -> None:
     """Write the run's record (rank 0 only). On resume, config files are refreshed and overrides appended."""
     if fresh and run_dir.exists():
-        shutil.rmtree(run_dir)
+        for entry in _entries(run_dir):  # the job logs of the running Slurm job stay
+            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_dir / layout.CONFIG, config_yaml)
     atomic_write_text(run_dir / layout.RESOLVED, resolved_yaml)

@@ -132,7 +132,8 @@ class Eval:
         self.setup(ctx)
         started = time.perf_counter()
         pictures = eval_dir(ctx.run_dir) / layout.GRID if ctx.is_main else None
-        outcome = evaluate_batches(ctx, watermarker, self.data.epoch(0), self._plan, pictures)
+        outcome = evaluate_batches(ctx, watermarker, self.data.epoch(0), self._plan, pictures,
+                                   total_batches=getattr(self.data, "batches_per_epoch", None))
         metrics = self._metrics(watermarker, outcome, epoch, step, checkpoint)
         if ctx.is_main:
             self._write(ctx, metrics, time.perf_counter() - started)

@@ -35,10 +35,19 @@ def describe(directory: str | Path) -> list[str]:
         f"instances: {totals['instances']} ({totals['instances'] / samples:.2f} per sample), "
         f"{totals['images_without_annotations']} samples without annotations, "
         f"{len(manifest['skipped'])} images skipped",
-        f"source: {manifest['source']['annotations_file']} ({manifest['source']['image_count']} images, sha256 "
-        f"{manifest['source']['annotations_sha256'][:12]}...)",
+        f"source: {_source_line(manifest['source'])}",
     ]
     return lines + category_histogram(manifest["categories"])
+
+
+def _source_line(source: dict[str, Any]) -> str:
+    """`instances.json (80 images, sha256 1a2b...)`, `SA-1B: 3 tars (...)` or `image folder, no instances (...)`."""
+    count = f"{source['image_count']} images"
+    if source.get("kind") == "sa1b":
+        return f"SA-1B: {len(source.get('tars', []))} tars ({count})"
+    if source.get("kind") == "images":
+        return f"image folder without annotations, no instances ({count})"
+    return f"{source['annotations_file']} ({count}, sha256 {str(source['annotations_sha256'])[:12]}...)"
 
 
 def category_histogram(categories: list[dict[str, Any]]) -> list[str]:
