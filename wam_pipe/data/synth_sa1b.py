@@ -25,7 +25,7 @@ from pycocotools import mask as mask_utils
 
 from wam_pipe.core.errors import UserError
 from wam_pipe.data import synth_shapes as shapes
-from wam_pipe.data.shards.tar_io import atomic_write_bytes
+from wam_pipe.core.atomic import atomic_write_bytes
 
 JPEG_QUALITY = 90
 

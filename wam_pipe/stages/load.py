@@ -57,6 +57,9 @@ class Load:
             of all) or "instances" (K = `max_masks` separate instance masks, zero-padded). Default "union".
         max_masks: K for `mask_mode: instances`. Default 4.
         random_subset: probability of a random instance subset in union mode (0 for evaluation). Default 0.5.
+        instance_subset: in `instances` mode, with probability `random_subset` take the first `max_masks` of a
+            random subset of the instances in random order, else the first `max_masks` (the reference's
+            multi-watermark loader). Default False (always the first `max_masks`).
         resampled: draw shards with replacement, endlessly (streaming); an epoch is then a fixed number of batches
             and samples may repeat or be missed. Default False.
         drop_last: drop incomplete batches so that every rank has the same batch count (training). Default True.
@@ -73,6 +76,10 @@ class Load:
         shard_slice: use only `shards[start:stop]` of the manifest, as a Python slice `[start, stop]` (null = open
             end): e.g. `[0, -1]` trains on all shards but the last and `[-1, null]` evaluates on the held-out last
             one. Default None (all shards).
+        drop_unannotated: leave out the images that have no annotation at all (the reference drops them); only
+            with the per-file source (`images` + `annotations`): shards keep every image. Default False (kept: they
+            still carry generated box / brush / full-image watermarks, and give a `segm` batch its unwatermarked
+            images).
         mix: list of `{shards, weight, name}` shard sets to mix (instead of `shards`); weights >= 0, not all 0.
             Default None.
         epoch_batches: batches per rank per epoch with `mix` (required there; unused otherwise). Default None.
@@ -85,7 +92,8 @@ class Load:
                  random_subset: float = 0.5, resampled: bool = False, drop_last: bool = True,
                  max_samples: int | None = None, decoder: str = "torchvision", channels_last: bool = True,
                  min_shards_per_worker: int = 1, shard_slice: Optional[list[Optional[int]]] = None,
-                 batch_ring: bool = True, mix: Optional[list[dict]] = None, epoch_batches: Optional[int] = None):
+                 batch_ring: bool = True, mix: Optional[list[dict]] = None, epoch_batches: Optional[int] = None,
+                 drop_unannotated: bool = False, instance_subset: bool = False):
         self.shards, self.images, self.annotations = shards, images, annotations
         self.size, self.batch_size, self.workers = size, batch_size, workers
         self.prefetch_factor, self.persistent_workers, self.pin_memory = prefetch_factor, persistent_workers, pin_memory
@@ -94,6 +102,7 @@ class Load:
         self.resampled, self.drop_last, self.max_samples = resampled, drop_last, max_samples
         self.decoder, self.channels_last, self.min_shards_per_worker = decoder, channels_last, min_shards_per_worker
         self.shard_slice, self.batch_ring = shard_slice, batch_ring
+        self.drop_unannotated, self.instance_subset = drop_unannotated, instance_subset
         self.mix, self.epoch_batches = mix, epoch_batches
         self._stream: Any = None
         self._loader: Any = None
@@ -122,6 +131,8 @@ class Load:
              f"must be >= 0, got {self.max_samples}"),
             (self.decoder not in DECODERS, "decoder", f"must be one of {DECODERS}, got {self.decoder!r}"),
             (self.size < 8, "size", f"must be >= 8, got {self.size}"),
+            (self.drop_unannotated and not per_file, "drop_unannotated",
+             "needs the per-file source (`images` + `annotations`); shards keep every image"),
         ]
         problems = [(key, message) for bad, key, message in checks if bad]
         return problems + (mix_problems(self) if self.mix is not None else [])
@@ -135,7 +146,7 @@ class Load:
         """Read the manifest (or parse the JSON once), check shard counts, and build this rank's loader."""
         self._check_values()
         self._log = ctx.log
-        selector = MaskSelector(self.mask_mode, self.max_masks, self.random_subset)
+        selector = MaskSelector(self.mask_mode, self.max_masks, self.random_subset, self.instance_subset)
         if self.mix is not None:
             self._setup_mix(ctx, selector)
             return
@@ -207,7 +218,12 @@ class Load:
         if not images.is_dir():
             raise UserError(f"{images}: image folder not found; set load.images to the folder of the JSON's file_names")
         index = load_coco_index(self.annotations)
-        return PerFileSource(images, index.images, self.size, self.decoder)
+        records = index.images
+        if self.drop_unannotated:
+            records = [r for r in records if r.annotations_json != b"[]"]
+            if not records:
+                raise UserError(f"{self.annotations}: no image has an annotation; set load.drop_unannotated: false")
+        return PerFileSource(images, records, self.size, self.decoder)
 
     def _require_setup(self) -> Any:
         if self._stream is None:
