@@ -10,6 +10,7 @@ from scipy import ndimage
 
 from wam_pipe.augment import GaussianBlur, MedianFilter
 from wam_pipe.augment import filters as filters_module
+from wam_pipe.augment._common import InvalidSetting
 from wam_pipe.core.imaging import from_unit, to_unit
 
 
@@ -90,3 +91,40 @@ def test_blur_works_on_images_smaller_than_the_kernel():
     assert out.shape == tiny.shape and torch.isfinite(out).all()
     out, _ = MedianFilter().apply(tiny, torch.zeros(2, 1, 6, 6), 17)
     assert out.shape == tiny.shape and torch.isfinite(out).all()
+
+
+def _reference_median(image: np.ndarray, k: int) -> np.ndarray:
+    """The reference's median filter, written out: zero padding, then per window the median of its row medians."""
+    pad = k // 2
+    padded = np.pad(image, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+    out = np.zeros_like(image)
+    for y in range(image.shape[2]):
+        for x in range(image.shape[3]):
+            window = padded[:, :, y : y + k, x : x + k]                       # (B, C, k rows, k columns)
+            out[:, :, y, x] = np.median(np.median(window, axis=3), axis=2)
+    return out
+
+
+@pytest.mark.parametrize("k", [3, 5])
+def test_median_filter_reference_algorithm_is_the_median_of_row_medians_with_zero_padding(k):
+    torch.manual_seed(0)
+    pixels = torch.rand(2, 3, 12, 10, dtype=torch.float64)
+    out, _ = MedianFilter(algorithm="reference").apply(from_unit(pixels), torch.zeros(2, 1, 12, 10), k)
+    np.testing.assert_allclose(to_unit(out).numpy(), _reference_median(pixels.numpy(), k), atol=1e-6)
+    exact, _ = MedianFilter().apply(from_unit(pixels), torch.zeros(2, 1, 12, 10), k)
+    assert not torch.allclose(exact, out)                               # not the same filter
+
+
+def test_reference_kernel_draw_makes_even_sizes_odd_by_adding_one():
+    """`kernel_draw: reference`: U{3..17} with even +1, so 3 is half as likely as each other odd size."""
+    torch.manual_seed(0)
+    sizes = GaussianBlur(kernel_draw="reference").sample_params(15000, 1, 8, 8)["size"]
+    counts = {k: int((sizes == k).sum()) for k in range(3, 18, 2)}
+    assert set(sizes.tolist()) == set(counts) and all(c % 2 for c in counts)
+    assert 0.055 < counts[3] / 15000 < 0.078                            # 1/15
+    assert all(0.12 < counts[k] / 15000 < 0.147 for k in range(5, 18, 2))  # 2/15
+    odd = GaussianBlur().sample_params(15000, 1, 8, 8)["size"]
+    assert 0.115 < float((odd == 3).float().mean()) < 0.135               # ours: 1/8 each
+    assert set(MedianFilter(kernel_draw="reference").sample_params(500, 1, 8, 8)["size"].tolist()) == {3, 5, 7}
+    with pytest.raises(InvalidSetting, match="kernel_draw"):
+        MedianFilter(kernel_draw="even")

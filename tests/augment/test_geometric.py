@@ -7,6 +7,7 @@ import torch
 from augment_helpers import SQUARE_VALUE, centre_of_mass, image_pattern, square_batch
 
 from wam_pipe.augment import Crop, CropResizePad, HorizontalFlip, Identity, Perspective, Resize, Rotate
+from wam_pipe.augment._common import InvalidSetting
 
 FIXED = [
     (HorizontalFlip(), None),
@@ -132,3 +133,21 @@ def test_geometric_ops_keep_gradients():
 def test_apply_without_strength_is_a_clear_error():
     with pytest.raises(ValueError, match="rotate.apply"):
         Rotate().apply(torch.zeros(1, 3, 8, 8), torch.zeros(1, 1, 8, 8))
+
+
+def test_rotate_reference_switches_draw_whole_degrees_and_sample_nearest():
+    """`integer_angles` draws U{-10..10} whole degrees and `interpolation: nearest` copies pixels (the reference)."""
+    torch.manual_seed(0)
+    rotate = Rotate(integer_angles=True, interpolation="nearest")
+    angles = rotate.sample_params(2000, 1, 8, 8)["degrees"]
+    assert torch.equal(angles, angles.round()) and set(angles.int().tolist()) == set(range(-10, 11))
+    real = Rotate().sample_params(50, 1, 8, 8)["degrees"]
+    assert not torch.equal(real, real.round())                         # ours: real angles
+    imgs = torch.rand(2, 3, 24, 24)
+    out, _ = rotate.apply(imgs, torch.zeros(2, 1, 24, 24), 7)
+    values = torch.cat([imgs.flatten(), torch.zeros(1)])
+    assert torch.isin(out.flatten(), values).all()                     # every pixel copied (or the 0 fill)
+    bilinear, _ = Rotate().apply(imgs, torch.zeros(2, 1, 24, 24), 7)
+    assert not torch.isin(bilinear.flatten(), values).all()
+    with pytest.raises(InvalidSetting, match="interpolation"):
+        Rotate(interpolation="bicubic")

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from wam_pipe.augment import MaskSampler, non_overlapping_boxes, representative_masks
+from wam_pipe.augment._common import InvalidSetting
 from wam_pipe.augment.shapes import draw_strokes, sample_boxes, sample_strokes
 
 
@@ -205,3 +206,21 @@ def test_non_overlapping_boxes_for_multi_watermark_eval():
     assert (boxes.sum(dim=(2, 3)) > 0).all()
     again = non_overlapping_boxes(5, 256, 256, torch.Generator().manual_seed(0))
     assert torch.equal(boxes, again)
+
+
+def test_reference_multiple_mode_overlapping_instances_and_three_boxes_of_four_channels():
+    """The reference's multi-watermark masks: `exclusive: false` keeps overlapping COCO instances as they are (up to
+    4 channels), and `max_boxes: 3` draws 1..3 boxes into the 4 channels."""
+    segm = torch.zeros(2, 4, 32, 32, dtype=torch.uint8)
+    segm[:, 0, 0:20, 0:20] = 1
+    segm[:, 1, 10:30, 10:30] = 1
+    segm[:, 3, 0:32, 0:32] = 1
+    overlapping = _only("segm", multiple=True, max_watermarks=4, exclusive=False, max_boxes=3)(segm)
+    assert torch.equal(overlapping, segm.float())                           # unchanged: overlaps kept
+    assert overlapping.sum(dim=1).max() == 3                                # a pixel in three watermarks
+    torch.manual_seed(0)
+    boxes = _only("box", multiple=True, max_watermarks=4, max_boxes=3, invert_proba=0.0)
+    counts = {int((boxes(_segm())[0].sum(dim=(1, 2)) > 0).sum()) for _ in range(40)}
+    assert counts == {1, 2, 3}                                              # never a 4th box
+    with pytest.raises(InvalidSetting, match="max_boxes"):
+        MaskSampler(multiple=True, max_watermarks=3, max_boxes=4)

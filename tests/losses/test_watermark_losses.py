@@ -121,3 +121,33 @@ def test_each_loss_term_is_a_weight_argument_checked_computed_and_logged(name):
         assert torch.equal(logged[f"loss_{name}"], terms[name].detach().float())
         if not balanced:
             assert torch.allclose(total, 2.0 * terms[name])
+
+
+@pytest.mark.parametrize("balanced", [True, False])
+def test_no_watermark_skip_gives_no_loss_for_a_batch_without_watermark(balanced):
+    """`no_watermark: skip` (the reference): an all-empty mask batch gives a zero loss and zero gradients, while a
+    watermarked batch gets the same loss as with the default `train`."""
+    torch.manual_seed(0)
+    layer = torch.nn.Conv2d(3, 5, 1)
+    x = torch.randn(2, 3, 8, 8)
+    msgs = torch.randint(0, 2, (2, 1, 4))
+    skip = WatermarkLosses(detection=1.0, decoding=10.0, balanced=balanced, no_watermark="skip")
+    train = WatermarkLosses(detection=1.0, decoding=10.0, balanced=balanced)
+    empty = torch.zeros(2, 1, 8, 8)
+    total, scales = skip.combine(skip.terms(x, x, layer(x), msgs, empty, None), last_layer=layer.weight)
+    assert total.item() == 0.0 and all(s.item() == 0.0 for s in scales.values())
+    (grad,) = torch.autograd.grad(total, layer.weight)
+    assert torch.count_nonzero(grad) == 0
+    default_total, _ = train.combine(train.terms(x, x, layer(x), msgs, empty, None), last_layer=layer.weight)
+    assert default_total.item() > 0                                        # ours trains detection on it
+    marked = torch.zeros(2, 1, 8, 8)
+    marked[:, :, 2:6, 2:6] = 1
+    got, _ = skip.combine(skip.terms(x, x, layer(x), msgs, marked, None), last_layer=layer.weight)
+    want, _ = train.combine(train.terms(x, x, layer(x), msgs, marked, None), last_layer=layer.weight)
+    assert torch.allclose(got, want)
+
+
+def test_no_watermark_rejects_unknown_values():
+    with pytest.raises(ValueError, match="no_watermark"):
+        WatermarkLosses(no_watermark="drop")
+    assert WatermarkLosses.check_config({"no_watermark": "drop"})[0][0] == "no_watermark"

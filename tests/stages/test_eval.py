@@ -182,3 +182,18 @@ def test_setup_caps_the_loader_once(tmp_path):
     stage.setup(RunContext(run_dir=tmp_path))
     stage.setup(RunContext(run_dir=tmp_path))
     assert (loader.max_samples, loader.batch_size, loader.calls) == (100, 8, 1)
+
+
+@pytest.mark.parametrize("per_rank, cap", [(False, 100), (True, 400)])
+def test_max_images_per_rank_reads_the_cap_per_rank_like_the_reference(tmp_path, per_rank, cap):
+    """`max_images_per_rank: true` is the reference's `nb_images_eval` (per rank): 4 ranks x 100 = 400 images."""
+    class Loader:
+        max_samples, batch_size = None, 16
+
+        def setup(self, ctx):
+            pass
+
+    loader = Loader()
+    stage = Eval(data=loader, max_images=100, max_images_per_rank=per_rank, augs={"identity": None})
+    stage.setup(RunContext(run_dir=tmp_path, rank=1, world_size=4))
+    assert loader.max_samples == cap

@@ -1,7 +1,10 @@
 """Blur filters: Gaussian blur (batched, one kernel per image) and median filter (straight-through gradient).
 
 Both work in `[0, 1]` pixel space with reflect padding (replicate when the image is smaller than the kernel).
-Kernel sizes are odd; training draws them uniformly among the odd sizes of the configured range.
+Kernel sizes are odd; training draws them uniformly among the odd sizes of the configured range (`kernel_draw:
+odd`), or as the reference (`kernel_draw: reference`: an integer drawn uniformly in the range, an even one made odd
+by +1, so every odd size but the smallest is twice as likely). `MedianFilter(algorithm: reference)` computes the
+reference's filter: zero padding, and the median of the window's row medians (not the window's median).
 """
 
 from __future__ import annotations
@@ -25,8 +28,21 @@ def _odd_range(owner: str, kernel_size: list[int]) -> tuple[int, int]:
     return low_odd, high_odd
 
 
-def _draw_odd(low: int, high: int, n: int) -> torch.Tensor:
+KERNEL_DRAWS = ("odd", "reference")
+MEDIAN_ALGORITHMS = ("exact", "reference")
+
+
+def _draw_odd(low: int, high: int, n: int, draw: str = "odd") -> torch.Tensor:
+    if draw == "reference":
+        sizes = randint(low, high, n)
+        return sizes + (1 - sizes % 2)  # even -> +1 (never above `high`, which is odd)
     return low + 2 * randint(0, (high - low) // 2, n)
+
+
+def _check_choice(owner: str, key: str, value: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise InvalidSetting(owner, key, f"must be one of {', '.join(allowed)}, got {value!r}")
+    return value
 
 
 def _fixed_odd(owner: str, strength: float | None) -> torch.Tensor:
@@ -72,31 +88,41 @@ def gaussian_blur(pixels: torch.Tensor, sizes: list[int]) -> torch.Tensor:
     return x.reshape(batch, channels, height, width)
 
 
-def median_filter(pixels: torch.Tensor, size: int) -> torch.Tensor:
-    """Median over `size x size` windows of `(B, C, H, W)`, computed in row strips to bound memory."""
+def median_filter(pixels: torch.Tensor, size: int, algorithm: str = "exact") -> torch.Tensor:
+    """Median over `size x size` windows of `(B, C, H, W)`, computed in row strips to bound memory.
+
+    `algorithm: reference`: zero padding and the median of the window's row medians (the reference's filter)."""
     if size == 1:
         return pixels
     batch, channels, height, width = pixels.shape
-    padded = _pad(pixels, size // 2)
+    if algorithm == "reference":
+        pad = size // 2
+        padded = F.pad(pixels, (pad, pad, pad, pad))  # zeros
+    else:
+        padded = _pad(pixels, size // 2)
     rows_per_block = max(1, _MEDIAN_BLOCK_ELEMENTS // (batch * channels * width * size * size))
     strips = []
     for top in range(0, height, rows_per_block):
         rows = min(rows_per_block, height - top)
         block = padded[:, :, top : top + rows + size - 1, :]
         windows = block.unfold(2, size, 1).unfold(3, size, 1)  # (B, C, rows, W, size, size)
-        strips.append(windows.reshape(batch, channels, rows, width, size * size).median(dim=-1).values)
+        if algorithm == "reference":
+            strips.append(windows.median(dim=-1).values.median(dim=-1).values)  # median of row medians
+        else:
+            strips.append(windows.reshape(batch, channels, rows, width, size * size).median(dim=-1).values)
     return torch.cat(strips, dim=2)  # (B, C, H, W)
 
 
 class _KernelFilter(ValuemetricAugmentation):
     """A filter whose strength is an odd kernel size: drawn uniformly among the odd sizes of the training range."""
 
-    def __init__(self, weight: float, kernel_size: list[int]) -> None:
+    def __init__(self, weight: float, kernel_size: list[int], kernel_draw: str = "odd") -> None:
         super().__init__(weight)
         self.kernel_size = _odd_range(self.name, kernel_size)
+        self.kernel_draw = _check_choice(self.name, "kernel_draw", kernel_draw, KERNEL_DRAWS)
 
     def sample_params(self, n: int, batch: int, height: int, width: int) -> Params:
-        return {"size": _draw_odd(*self.kernel_size, n)}
+        return {"size": _draw_odd(*self.kernel_size, n, self.kernel_draw)}
 
     def fixed_params(self, strength: float | None, batch: int, height: int, width: int) -> Params:
         return {"size": _fixed_odd(self.name, strength)}
@@ -109,10 +135,11 @@ class GaussianBlur(_KernelFilter):
     Args:
         weight: relative probability of being picked (default 1.0).
         kernel_size: `[min, max]` training range; odd sizes in it are drawn uniformly (default [3, 17]).
+        kernel_draw: "odd" (uniform among the odd sizes) or "reference" (uniform integer, even +1) (default "odd").
     """
 
-    def __init__(self, weight: float = 1.0, kernel_size: list[int] = (3, 17)) -> None:
-        super().__init__(weight, kernel_size)
+    def __init__(self, weight: float = 1.0, kernel_size: list[int] = (3, 17), kernel_draw: str = "odd") -> None:
+        super().__init__(weight, kernel_size, kernel_draw)
 
     def adjust(self, pixels: torch.Tensor, params: Params) -> torch.Tensor:
         return gaussian_blur(pixels, [int(k) for k in params["size"]])
@@ -125,15 +152,20 @@ class MedianFilter(_KernelFilter):
     Args:
         weight: relative probability of being picked (default 1.0).
         kernel_size: `[min, max]` training range; odd sizes in it are drawn uniformly (default [3, 7]).
+        kernel_draw: "odd" (uniform among the odd sizes) or "reference" (uniform integer, even +1) (default "odd").
+        algorithm: "exact" (the window's median, reflect padding) or "reference" (the median of the row medians,
+            zero padding: darker borders) (default "exact").
     """
 
     straight_through = True
 
-    def __init__(self, weight: float = 1.0, kernel_size: list[int] = (3, 7)) -> None:
-        super().__init__(weight, kernel_size)
+    def __init__(self, weight: float = 1.0, kernel_size: list[int] = (3, 7), kernel_draw: str = "odd",
+                 algorithm: str = "exact") -> None:
+        super().__init__(weight, kernel_size, kernel_draw)
+        self.algorithm = _check_choice(self.name, "algorithm", algorithm, MEDIAN_ALGORITHMS)
 
     def adjust(self, pixels: torch.Tensor, params: Params) -> torch.Tensor:
         sizes = [int(k) for k in params["size"]]
         if len(sizes) == 1:
-            return median_filter(pixels, sizes[0])
-        return torch.cat([median_filter(pixels[i : i + 1], k) for i, k in enumerate(sizes)])
+            return median_filter(pixels, sizes[0], self.algorithm)
+        return torch.cat([median_filter(pixels[i : i + 1], k, self.algorithm) for i, k in enumerate(sizes)])

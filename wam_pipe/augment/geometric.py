@@ -7,13 +7,17 @@ the value edits, geometric edits do not clamp: the extractor may see out-of-rang
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
 from wam_pipe.augment._common import (
+    InvalidSetting,
     Pair,
     check_range,
     per_sample_map,
+    randint,
     resize_images,
     to_device,
     uniform,
@@ -65,22 +69,36 @@ class Rotate(Augmentation):
     Args:
         weight: relative probability of being picked (default 1.0).
         degrees: `[min, max]` training range of the angle (default [-10, 10]).
+        integer_angles: draw whole degrees uniformly in the range, as the reference (default False: real angles).
+        interpolation: "bilinear" or "nearest" (the reference) sampling of the image; masks are always nearest
+            (default "bilinear").
     """
 
     geometric = True
 
-    def __init__(self, weight: float = 1.0, degrees: list[float] = (-10.0, 10.0)) -> None:
+    def __init__(self, weight: float = 1.0, degrees: list[float] = (-10.0, 10.0), integer_angles: bool = False,
+                 interpolation: str = "bilinear") -> None:
         super().__init__(weight)
         self.degrees = check_range(self.name, "degrees", degrees)
+        self.integer_angles = bool(integer_angles)
+        if interpolation not in ("bilinear", "nearest"):
+            raise InvalidSetting(self.name, "interpolation", f"must be bilinear or nearest, got {interpolation!r}")
+        self.interpolation = interpolation
 
     def sample_params(self, n: int, batch: int, height: int, width: int) -> Params:
+        if self.integer_angles:
+            low, high = math.ceil(self.degrees[0]), math.floor(self.degrees[1])
+            if low > high:
+                raise InvalidSetting(self.name, "degrees", f"{list(self.degrees)} holds no whole degree")
+            return {"degrees": randint(low, high, n).to(torch.float64)}
         return {"degrees": uniform(*self.degrees, n)}
 
     def fixed_params(self, strength: float | None, batch: int, height: int, width: int) -> Params:
         return {"degrees": torch.tensor([require_strength(self.name, strength)], dtype=torch.float64)}
 
     def transform(self, imgs: torch.Tensor, masks: torch.Tensor, params: Params) -> Pair:
-        return warp(imgs, masks, rotation_matrices(params["degrees"], imgs.shape[-2], imgs.shape[-1]))
+        matrices = rotation_matrices(params["degrees"], imgs.shape[-2], imgs.shape[-1])
+        return warp(imgs, masks, matrices, self.interpolation)
 
 
 @register_augmentation("resize", eval_strengths=(0.5, 0.75))

@@ -34,11 +34,13 @@ class MaskSampler:
     inverted with probability `invert_proba`: an inverted full mask is empty, a batch without watermark (the
     reference's negative examples). Sizes scale with the image: box sides 30-101 px and strokes 20-39 px wide at 256.
 
-    Multiple mode (fine-tuning): K = `max_watermarks` channels. `box` draws 1..K non-overlapping boxes, one per
-    channel; `segm` uses the loader's instance channels as separate watermarks (the first K; fewer are zero-padded),
-    never inverted, made mutually exclusive in splice order (where instances overlap, the later channel keeps the
-    pixels, as the later splice covers the earlier watermark); `irregular` and `full` give one watermark in
-    channel 0. No pixel ever belongs to two channels, so every watermarked pixel has one decoding target.
+    Multiple mode (fine-tuning): K = `max_watermarks` channels. `box` draws 1..`max_boxes` non-overlapping boxes,
+    one per channel; `segm` uses the loader's instance channels as separate watermarks (the first K; fewer are
+    zero-padded), never inverted, made mutually exclusive in splice order (where instances overlap, the later channel
+    keeps the pixels, as the later splice covers the earlier watermark); `irregular` and `full` give one watermark in
+    channel 0. No pixel ever belongs to two channels, so every watermarked pixel has one decoding target. With
+    `exclusive: false` overlapping instances stay overlapping (the reference): a pixel of two instances then carries
+    the later watermark but is a decoding target of both messages.
 
     Args:
         irregular: probability weight of brush strokes (default 0.25).
@@ -47,13 +49,17 @@ class MaskSampler:
         segm: probability weight of the loader's COCO masks (default 0.25).
         invert_proba: probability of inverting a single-watermark mask (default 0.5).
         multiple: several watermarks per image, one per channel (default False).
-        max_watermarks: K in multiple mode (default 3).
+        max_watermarks: K in multiple mode (default 3; the reference: 4, for its 4 COCO instances).
+        max_boxes: most boxes (watermarks) of a `box` mask in multiple mode; null = `max_watermarks` (default null;
+            the reference: 3).
+        exclusive: make overlapping `segm` instances mutually exclusive in splice order (default True; the reference
+            keeps the overlaps: false).
         per_sample: draw the kind and shape for every image instead of once per batch (default False).
     """
 
     def __init__(self, irregular: float = 0.25, box: float = 0.25, full: float = 0.25, segm: float = 0.25,
                  invert_proba: float = 0.5, multiple: bool = False, max_watermarks: int = 3,
-                 per_sample: bool = False) -> None:
+                 per_sample: bool = False, max_boxes: int | None = None, exclusive: bool = True) -> None:
         self.weights = {"irregular": float(irregular), "box": float(box), "full": float(full), "segm": float(segm)}
         for kind, weight in self.weights.items():
             if not weight >= 0.0:
@@ -64,7 +70,11 @@ class MaskSampler:
             raise InvalidSetting("masks", "invert_proba", f"must be in [0, 1], got {invert_proba}")
         if int(max_watermarks) < 1:
             raise InvalidSetting("masks", "max_watermarks", f"must be >= 1, got {max_watermarks}")
+        if max_boxes is not None and not 1 <= int(max_boxes) <= int(max_watermarks):
+            raise InvalidSetting("masks", "max_boxes", f"must be in 1..max_watermarks ({max_watermarks}), got {max_boxes}")
         self.invert_proba = float(invert_proba)
+        self.max_boxes = int(max_boxes) if max_boxes is not None else int(max_watermarks)
+        self.exclusive = bool(exclusive)
         self.multiple = bool(multiple)
         self.max_watermarks = int(max_watermarks)
         self.per_sample = bool(per_sample)
@@ -109,7 +119,7 @@ class MaskSampler:
             instances = instances[:, :k]
         else:
             instances = F.pad(instances, (0, 0, 0, 0, 0, k - ks))  # zero channels up to K
-        return exclusive_in_splice_order(instances)
+        return exclusive_in_splice_order(instances) if self.exclusive else instances
 
     def _generate(self, kind: str, height: int, width: int, like: torch.Tensor) -> tuple[torch.Tensor, bool]:
         """One generated mask `(K, H, W)` and whether it holds a single watermark (so it may be inverted)."""
@@ -120,7 +130,7 @@ class MaskSampler:
         elif kind == "irregular":
             masks[0] = draw_strokes(sample_strokes(height, width), height, width, like)
         elif self.multiple:
-            count = int(randint(1, k, 1)[0])
+            count = int(randint(1, self.max_boxes, 1)[0])
             boxes = sample_separate_boxes(count, height, width)
             masks[:count] = draw_boxes(boxes, height, width, like, separate=True)
             return masks, count == 1
@@ -132,7 +142,8 @@ class MaskSampler:
     def __repr__(self) -> str:
         weights = ", ".join(f"{k}={v}" for k, v in self.weights.items())
         return (f"MaskSampler({weights}, invert_proba={self.invert_proba}, multiple={self.multiple}, "
-                f"max_watermarks={self.max_watermarks}, per_sample={self.per_sample})")
+                f"max_watermarks={self.max_watermarks}, per_sample={self.per_sample}, max_boxes={self.max_boxes}, "
+                f"exclusive={self.exclusive})")
 
 
 def exclusive_in_splice_order(masks: torch.Tensor) -> torch.Tensor:

@@ -69,8 +69,9 @@ def sampling_grid(matrices: torch.Tensor, height: int, width: int, like: torch.T
     return normalized.view(-1, height, width, 2)  # (n, H, W, 2)
 
 
-def warp(imgs: torch.Tensor, masks: torch.Tensor, matrices: torch.Tensor) -> Pair:
-    """Warp images (bilinear) and masks (nearest) identically; outside points get 0 (the mean colour, no mask).
+def warp(imgs: torch.Tensor, masks: torch.Tensor, matrices: torch.Tensor, mode: str = "bilinear") -> Pair:
+    """Warp images (`mode`: bilinear or nearest) and masks (nearest) identically; outside points get 0 (the mean
+    colour, no mask).
 
     Args:
         imgs: `(B, 3, H, W)` model-space images.
@@ -81,6 +82,6 @@ def warp(imgs: torch.Tensor, masks: torch.Tensor, matrices: torch.Tensor) -> Pai
     grid = sampling_grid(matrices, height, width, imgs)
     if grid.shape[0] != batch:
         grid = grid.expand(batch, -1, -1, -1)  # (B, H, W, 2)
-    out = F.grid_sample(imgs, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    out = F.grid_sample(imgs, grid, mode=mode, padding_mode="zeros", align_corners=False)
     out_masks = F.grid_sample(masks, grid, mode="nearest", padding_mode="zeros", align_corners=False)
     return out, out_masks

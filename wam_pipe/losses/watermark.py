@@ -12,6 +12,7 @@ from wam_pipe.losses.terms import decoding_loss, detection_loss, hinge_generator
 # that the weights, `terms`, `combine`, the step's metrics (`loss_<name>`, `scale_<name>`) and the tests derive from.
 # To add a term: its function in terms.py, its name here, its weight argument below and its line in `terms`.
 LOSS_TERMS = ("detection", "decoding", "perceptual", "adversarial")
+NO_WATERMARK = ("train", "skip")
 
 
 class WatermarkLosses:
@@ -28,11 +29,16 @@ class WatermarkLosses:
         balanced: scale each term so its gradient norm at the embedder's last layer is weight/sum(weights) of a
             reference norm (the reference's adaptive weighting). Default True.
         total_gnorm: that reference norm; 0 uses the detection term's own gradient norm. Default 0.0.
+        no_watermark: what a batch in which no image carries a watermark (every target mask empty) trains.
+            "train": its detection term still trains, as a negative example (with `balanced`, at the plain weight
+            ratio). "skip": the batch gives no loss at all (every scale 0, gradients zero; the reference's behaviour,
+            where the balancing scales every term by a zero gradient norm). Default "train".
     """
 
     def __init__(self, detection: float = 1.0, decoding: float = 4.0, perceptual: float = 0.0,
                  perceptual_kind: Literal["mse", "yuv", "ssim"] = "mse", adversarial: float = 0.0,
-                 disc_start: int = 0, balanced: bool = True, total_gnorm: float = 0.0):
+                 disc_start: int = 0, balanced: bool = True, total_gnorm: float = 0.0,
+                 no_watermark: Literal["train", "skip"] = "train"):
         arguments = locals()  # each term's weight is the argument named after it
         weights = {name: arguments[name] for name in LOSS_TERMS}
         for name, weight in weights.items():
@@ -45,11 +51,17 @@ class WatermarkLosses:
         self.disc_start = disc_start
         self.balanced = balanced
         self.total_gnorm = total_gnorm
+        if no_watermark not in NO_WATERMARK:
+            raise ValueError(f"no_watermark: must be one of {NO_WATERMARK}, got {no_watermark!r}")
+        self.no_watermark = no_watermark
 
     @classmethod
     def check_config(cls, node: dict) -> list[tuple[str, str]]:
-        kind = node.get("perceptual_kind", "mse")
-        return [] if kind in ("mse", "yuv", "ssim") else [("perceptual_kind", f"unknown kind {kind!r}")]
+        kind, no_watermark = node.get("perceptual_kind", "mse"), node.get("no_watermark", "train")
+        problems = [] if kind in ("mse", "yuv", "ssim") else [("perceptual_kind", f"unknown kind {kind!r}")]
+        if no_watermark not in NO_WATERMARK:
+            problems.append(("no_watermark", f"must be one of {NO_WATERMARK}, got {no_watermark!r}"))
+        return problems
 
     @property
     def uses_discriminator(self) -> bool:
@@ -68,9 +80,12 @@ class WatermarkLosses:
             preds: (B, 1 + nbits, h, w) extractor logits; msgs: (B, K, nbits); masks: (B, K, h, w) targets.
             disc_logits_fake: discriminator logits on imgs_w when the adversarial term is on, else None.
         Returns:
-            dict name -> scalar loss, plus "decoding_weight" (count of supervised bit decisions; 0 = no watermark).
+            dict name -> scalar loss, plus "decoding_weight" (count of supervised bit decisions; 0 = no watermark)
+            and with `no_watermark: skip` "watermarked" (1.0 when some target pixel is watermarked, else 0.0).
         """
         out: dict[str, torch.Tensor] = {}
+        if self.no_watermark == "skip":
+            out["watermarked"] = (masks.amax() > 0).float() if masks.numel() else preds.new_zeros(())
         if self.weights["detection"] > 0:
             union = masks.amax(dim=1)                                     # (B, h, w)
             out["detection"] = detection_loss(preds[:, 0], union)
@@ -99,6 +114,10 @@ class WatermarkLosses:
             scales = weights
         else:
             scales = self._balanced_scales(terms, names, weights, last_layer, grad_scale)
+        if self.no_watermark == "skip" and "watermarked" in terms:
+            # A batch without any watermark gives no loss: every scale is 0 (tensor arithmetic, no host sync); the
+            # graph stays connected so that DDP still all-reduces (zero) gradients.
+            scales = {n: s * terms["watermarked"] for n, s in scales.items()}
         total = sum(scales[n] * terms[n] for n in names)
         return total, {n: s.detach() for n, s in scales.items()}
 

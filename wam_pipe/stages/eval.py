@@ -41,6 +41,9 @@ class Eval:
             Default null: the reference grid (identity, hflip, rotate, resize, crop, perspective, crop_resize_pad,
             jpeg, gaussian_blur, median_filter, brightness, contrast, saturation, hue: 35 settings).
         max_images: evaluate at most this many images (across ranks), the first of the loader's order. Default 1000.
+        max_images_per_rank: read `max_images` per rank, as the reference's `nb_images_eval` (the cap is then
+            `max_images` x world size: with 8 GPUs and 1000, the whole 5k COCO val set). Default false (a total,
+            the same images whatever the number of GPUs).
         checkpoint: weights for an evaluation alone (`wam-pipe run pipelines/eval.yaml stages.eval.checkpoint=P`).
             Default null: `<run>/checkpoints/last.pt`.
         multi_wm: also evaluate k = 1..`multi_wm_max` watermarks in one image, with and without roll. Default false.
@@ -58,11 +61,13 @@ class Eval:
                  augs: Optional[dict[str, Optional[list[float]]]] = None,
                  max_images: Optional[int] = 1000, checkpoint: Optional[str] = None, multi_wm: bool = False,
                  multi_wm_max: int = 5, multi_wm_sources: list[str] = MULTI_SOURCES, pictures: int = 4,
-                 seed: int = 0, batch_size: Optional[int] = None, allow_targets: list[str] = ()):
+                 seed: int = 0, batch_size: Optional[int] = None, allow_targets: list[str] = (),
+                 max_images_per_rank: bool = False):
         self.data = data
         self.masks = list(masks)
         self.augs = dict(augs) if augs is not None else None
         self.max_images = max_images
+        self.max_images_per_rank = max_images_per_rank
         self.checkpoint = checkpoint
         self.multi_wm = multi_wm
         self.multi_wm_max = multi_wm_max
@@ -111,8 +116,9 @@ class Eval:
             raise UserError("eval.multi_wm: needs multi_wm_max >= 1 and at least one of multi_wm_sources")
         grid = Grid(check_masks(self.masks), build_settings(self.augs))
         if self.max_images is not None:
+            cap = self.max_images * (ctx.world_size if self.max_images_per_rank else 1)
             current = getattr(self.data, "max_samples", None)
-            self.data.max_samples = self.max_images if current is None else min(current, self.max_images)
+            self.data.max_samples = cap if current is None else min(current, cap)
         if self.batch_size is not None:
             self.data.batch_size = self.batch_size
         self.data.setup(ctx)

@@ -60,6 +60,9 @@ class Load:
             of all) or "instances" (K = `max_masks` separate instance masks, zero-padded). Default "union".
         max_masks: K for `mask_mode: instances`. Default 4.
         random_subset: probability of a random instance subset in union mode (0 for evaluation). Default 0.5.
+        instance_subset: in `instances` mode, with probability `random_subset` take the first `max_masks` of a
+            random subset of the instances in random order, else the first `max_masks` (the reference's
+            multi-watermark loader). Default False (always the first `max_masks`).
         resampled: draw shards with replacement, endlessly (streaming); an epoch is then a fixed number of batches
             and samples may repeat or be missed. Default False.
         drop_last: drop incomplete batches so that every rank has the same batch count (training). Default True.
@@ -82,6 +85,10 @@ class Load:
         io_retries: further tries of a failed remote open or read (reopened and read forward). Default 3.
         storage_options: fsspec file-system options for remote `shards`, e.g. `{endpoint_url: http://host:9000}`
             for an S3-compatible store; never credentials (environment or ~/.aws). Default None.
+        drop_unannotated: leave out the images that have no annotation at all (the reference drops them); only
+            with the per-file source (`images` + `annotations`): shards keep every image. Default False (kept: they
+            still carry generated box / brush / full-image watermarks, and give a `segm` batch its unwatermarked
+            images).
         mix: list of `{shards, weight, name}` shard sets to mix (instead of `shards`); each `shards` is a folder or
             a URL (read with cache_dir / io_timeout / io_retries / storage_options above); weights >= 0, not all 0.
             Default None.
@@ -97,7 +104,8 @@ class Load:
                  min_shards_per_worker: int = 1, shard_slice: Optional[list[Optional[int]]] = None,
                  batch_ring: bool = True, cache_dir: str | None = None, io_timeout: float = 60.0,
                  io_retries: int = 3, storage_options: Optional[dict[str, Any]] = None,
-                 mix: Optional[list[dict]] = None, epoch_batches: Optional[int] = None):
+                 mix: Optional[list[dict]] = None, epoch_batches: Optional[int] = None,
+                 drop_unannotated: bool = False, instance_subset: bool = False):
         self.shards, self.images, self.annotations = shards, images, annotations
         self.size, self.batch_size, self.workers = size, batch_size, workers
         self.prefetch_factor, self.persistent_workers, self.pin_memory = prefetch_factor, persistent_workers, pin_memory
@@ -108,6 +116,7 @@ class Load:
         self.shard_slice, self.batch_ring = shard_slice, batch_ring
         self.cache_dir, self.io_timeout, self.io_retries = cache_dir, io_timeout, io_retries
         self.storage_options = dict(storage_options or {})
+        self.drop_unannotated, self.instance_subset = drop_unannotated, instance_subset
         self.mix, self.epoch_batches = mix, epoch_batches
         self._stream: Any = None
         self._loader: Any = None
@@ -136,6 +145,8 @@ class Load:
              f"must be >= 0, got {self.max_samples}"),
             (self.decoder not in DECODERS, "decoder", f"must be one of {DECODERS}, got {self.decoder!r}"),
             (self.size < 8, "size", f"must be >= 8, got {self.size}"),
+            (self.drop_unannotated and not per_file, "drop_unannotated",
+             "needs the per-file source (`images` + `annotations`); shards keep every image"),
         ]
         if self.shards is not None:
             problem = scheme_problem(str(self.shards))
@@ -155,7 +166,7 @@ class Load:
         """Read the manifest (or parse the JSON once), check shard counts, and build this rank's loader."""
         self._check_values()
         self._log = ctx.log
-        selector = MaskSelector(self.mask_mode, self.max_masks, self.random_subset)
+        selector = MaskSelector(self.mask_mode, self.max_masks, self.random_subset, self.instance_subset)
         if self.mix is not None:
             self._setup_mix(ctx, selector)
             return
@@ -227,7 +238,12 @@ class Load:
         if not images.is_dir():
             raise UserError(f"{images}: image folder not found; set load.images to the folder of the JSON's file_names")
         index = load_coco_index(self.annotations)
-        return PerFileSource(images, index.images, self.size, self.decoder)
+        records = index.images
+        if self.drop_unannotated:
+            records = [r for r in records if r.annotations_json != b"[]"]
+            if not records:
+                raise UserError(f"{self.annotations}: no image has an annotation; set load.drop_unannotated: false")
+        return PerFileSource(images, records, self.size, self.decoder)
 
     def _require_setup(self) -> Any:
         if self._stream is None:

@@ -39,3 +39,18 @@ def test_union_of_nothing_is_zeros_and_bad_mode_is_rejected():
     assert selector.masks_from_rles([], [], 8).sum() == 0
     with pytest.raises(ValueError, match="mask_mode"):
         MaskSelector("semantic")
+
+
+def test_instance_subset_draws_a_random_subset_half_of_the_time_like_the_reference():
+    """`instance_subset`: half of the time the first K of a random subset in random order, else the first K."""
+    rng = np.random.default_rng(0)
+    selector = MaskSelector("instances", max_masks=4, random_subset=0.5, instance_subset=True)
+    choices = [selector.choose(6, rng) for _ in range(4000)]
+    assert all(1 <= len(c) <= 4 and len(set(c)) == len(c) and set(c) <= set(range(6)) for c in choices)
+    first = sum(c == [0, 1, 2, 3] for c in choices) / len(choices)
+    assert 0.49 < first < 0.53                 # the plain "first 4" half (a random subset is rarely exactly it)
+    assert any(4 in c or 5 in c for c in choices)                    # instances beyond the first K appear
+    assert any(c != sorted(c) for c in choices)                      # in random order
+    assert {len(c) for c in choices} == {1, 2, 3, 4}
+    plain = MaskSelector("instances", max_masks=4, random_subset=0.5)
+    assert all(plain.choose(6, rng) == [0, 1, 2, 3] for _ in range(50))  # the default: always the first K

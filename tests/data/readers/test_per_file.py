@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from wam_pipe.data.coco_index import load_coco_index
 from wam_pipe.data.shards.build import build_shards
 from wam_pipe.data.shards.build_state import BuildConfig
 from wam_pipe.core.errors import UserError
@@ -76,3 +77,25 @@ def test_missing_image_fails_naming_the_file(synth_coco, tmp_path):
     load.setup(RunContext(run_dir=Path("."), log=lambda message: None))
     with pytest.raises(UserError, match=r"gone.jpg: file missing; fix the file, or build shards"):
         list(load.epoch(0))
+
+
+def test_drop_unannotated_leaves_out_images_without_annotations_like_the_reference(synth_coco):
+    """`load.drop_unannotated: true` (the reference's loader drops them); by default they are kept."""
+    images, annotations = synth_coco
+    unannotated = {r.key for r in load_coco_index(annotations).images if not r.annotations()}
+    assert len(unannotated) == 2
+    common = {"size": 64, "batch_size": 2, "workers": 0, "shuffle": False, "drop_last": False,
+              "mask_mode": "instances", "max_masks": 8}
+    kept = _samples(Load(images=str(images), annotations=str(annotations), **common))
+    dropped = _samples(Load(images=str(images), annotations=str(annotations), drop_unannotated=True, **common))
+    assert len(kept) == 36 and unannotated <= kept.keys()
+    assert dropped.keys() == kept.keys() - unannotated
+    assert all(masks.any() for _, masks in dropped.values())
+
+
+def test_drop_unannotated_is_refused_for_shards(synth_shards):
+    assert Load.check_config({"shards": str(synth_shards), "drop_unannotated": True}) == [
+        ("drop_unannotated", "needs the per-file source (`images` + `annotations`); shards keep every image")]
+    with pytest.raises(UserError, match="drop_unannotated"):
+        Load(shards=str(synth_shards), drop_unannotated=True, workers=0).setup(
+            RunContext(run_dir=Path("."), log=lambda message: None))

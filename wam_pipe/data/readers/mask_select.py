@@ -2,7 +2,9 @@
 
 - `union` (one watermark, K = 1): with probability `random_subset`, the union of a random subset of the instances
   (a uniform size 1..n, then that many distinct instances); otherwise the union of all of them.
-- `instances` (several watermarks, K = `max_masks`): the first `max_masks` instances, one mask each, zero-padded.
+- `instances` (several watermarks, K = `max_masks`): the first `max_masks` instances, one mask each, zero-padded;
+  with `instance_subset`, with probability `random_subset` the first `max_masks` of a random subset in random order
+  (a uniform size 1..n, then that many distinct instances) instead.
 A sample without instances gives all-zero masks.
 """
 
@@ -22,12 +24,15 @@ class MaskSelector:
     """Args:
     mode: "union" or "instances".
     max_masks: K for `instances`.
-    random_subset: probability of a random subset in `union` mode (0 = always all instances).
+    random_subset: probability of a random subset in `union` mode (0 = always all instances), and in `instances`
+        mode with `instance_subset`.
+    instance_subset: draw random subsets in `instances` mode too (the reference multi-watermark loader).
     """
 
     mode: str = "union"
     max_masks: int = 4
     random_subset: float = 0.5
+    instance_subset: bool = False
 
     def __post_init__(self) -> None:
         if self.mode not in MASK_MODES:
@@ -42,12 +47,12 @@ class MaskSelector:
         """Indices of the instances to use, out of `count`."""
         if count == 0:
             return []
-        if self.mode == "instances":
-            return list(range(min(count, self.max_masks)))
-        if self.random_subset > 0 and rng.random() < self.random_subset:
+        subset = self.random_subset > 0 and (self.mode == "union" or self.instance_subset)
+        if subset and rng.random() < self.random_subset:
             size = int(rng.integers(1, count + 1))
-            return sorted(int(i) for i in rng.choice(count, size=size, replace=False))
-        return list(range(count))
+            picked = [int(i) for i in rng.choice(count, size=size, replace=False)]  # random order
+            return sorted(picked) if self.mode == "union" else picked[: self.max_masks]
+        return list(range(count if self.mode == "union" else min(count, self.max_masks)))
 
     def masks_from_rles(self, rles: list[dict], chosen: list[int], size: int) -> np.ndarray:
         """Stored RLEs + chosen indices -> uint8 `(K, size, size)` masks."""
