@@ -197,3 +197,17 @@ def test_output_cut_short_by_the_reader_is_not_an_error():
         code = process.wait(timeout=60)
     assert "Traceback" not in stderr and "BrokenPipe" not in stderr, stderr
     assert code in (0, 141)
+
+
+def test_validate_refuses_an_unknown_url_scheme_and_credentials_in_yaml(capsys):
+    # `s3://b/x` used to pass as the local path `s3:/b/x`; URLs of known schemes validate, others do not.
+    assert main(["validate", "pipelines/eval.yaml", "vars.shards=s3://bucket/coco-val"]) == 0
+    assert main(["validate", "pipelines/eval.yaml", "vars.shards=ftp://host/coco-val"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["pipelines/eval.yaml: stages.eval.data.shards: 'ftp://host/coco-val': unknown URL scheme 'ftp'; "
+                   "use a local path, file://, s3://, gs://, http(s):// or pipe:CMD"]
+    assert main(["validate", "pipelines/train.yaml", "stages.load.shards=s3://b/x",
+                 "stages.load.storage_options={secret: abc}"]) == 2
+    assert "environment" in capsys.readouterr().err
+    assert main(["validate", "pipelines/train.yaml", "stages.shard-build.out=s3://b/x"]) == 2  # the CLI uploads
+    assert "shard-build stage writes a local folder" in capsys.readouterr().err

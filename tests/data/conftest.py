@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -117,3 +125,139 @@ def _annotation(ann_id: int, image_id: int, segmentation, iscrowd: int) -> dict:
 def bad_inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, int]]:
     root = tmp_path_factory.mktemp("bad")
     return root, write_bad_inputs(root)
+
+
+# --- real servers on 127.0.0.1 (remote shard tests) ----------------------------------------------------------------
+
+SERVER_START_S = 30.0  # bounded start: a server that does not answer by then fails the fixture
+S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
+          "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def wait_for_url(url: str, process: subprocess.Popen, seconds: float = SERVER_START_S) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode} before answering {url}")
+        try:
+            urllib.request.urlopen(url, timeout=2).read()
+            return
+        except urllib.error.HTTPError:
+            return  # it answers (a 404 is an answer)
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"server did not answer {url} within {seconds} s")
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        process.kill()
+    process.wait(timeout=SERVER_START_S)
+
+
+class HttpServer:
+    """`python -m http.server` serving `directory` on 127.0.0.1 in a subprocess (`url`, `kill()`)."""
+
+    def __init__(self, directory: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(self.port),
+                                         "--directory", str(directory)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for_url(self.url + "/", self.process)
+        except RuntimeError:
+            stop(self.process)
+            raise
+
+    def kill(self) -> None:
+        stop(self.process)
+
+
+class MotoServer:
+    """moto's S3 API server (`python -m moto.server`) on 127.0.0.1 in a subprocess (`endpoint`, `kill()`)."""
+
+    def __init__(self, **env: str):
+        pytest.importorskip("moto.server", reason="moto[server] not installed (pip install -e '.[test]')")
+        pytest.importorskip("s3fs", reason="s3fs not installed (pip install -e '.[test]')")
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
+                                        env={**os.environ, **S3_ENV, **env},
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for_url(self.endpoint + "/moto-api/", self.process)
+        except RuntimeError:
+            stop(self.process)
+            raise
+
+    def filesystem(self):
+        import s3fs
+
+        return s3fs.S3FileSystem(endpoint_url=self.endpoint, skip_instance_cache=True)
+
+    def kill(self) -> None:
+        stop(self.process)
+
+
+@pytest.fixture(scope="session")
+def s3_env() -> Iterator[None]:
+    """Test credentials in the environment (never in YAML), restored afterwards."""
+    saved = {key: os.environ.get(key) for key in S3_ENV}
+    os.environ.update(S3_ENV)
+    yield
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def http_shards(synth_shards: Path) -> Iterator[str]:
+    """The URL of `synth_shards` served by a real HTTP server process."""
+    server = HttpServer(synth_shards)
+    yield server.url
+    server.kill()
+
+
+@pytest.fixture(scope="session")
+def moto_s3(s3_env: None) -> Iterator[MotoServer]:
+    server = MotoServer()
+    yield server
+    server.kill()
+
+
+@pytest.fixture(scope="session")
+def s3_shards(moto_s3: MotoServer, synth_shards: Path) -> str:
+    """`synth_shards` uploaded to bucket `shards` of the moto server: its s3:// URL."""
+    fs = moto_s3.filesystem()
+    fs.mkdir("shards")
+    for path in sorted(synth_shards.glob("*")):
+        if path.is_file():
+            fs.put_file(str(path), f"shards/synth/{path.name}")
+    return "s3://shards/synth"
+
+
+@pytest.fixture()
+def servers() -> Iterator[dict]:
+    """Start extra servers in a test: `servers["http"](directory)`, `servers["moto"](**env)`, `servers["port"]()` (a
+    free port nobody listens on). Every server started through it is killed at the end of the test."""
+    started: list = []
+
+    def start(kind):
+        def make(*args, **kwargs):
+            server = kind(*args, **kwargs)
+            started.append(server)
+            return server
+        return make
+
+    yield {"http": start(HttpServer), "moto": start(MotoServer), "port": free_port}
+    for server in started:
+        server.kill()

@@ -26,9 +26,10 @@ from typing import Any
 from wam_pipe.bench.load_arms import ArmSettings, CeilingArm, FolderSource, LoaderArm, MemorySource, drop_from_page_cache, extract_to_folder
 from wam_pipe.core.errors import UserError
 from wam_pipe.data.coco_index import load_coco_index
+from wam_pipe.data.location import ShardLocation
 from wam_pipe.data.readers.decode import Collate, preload_decoder
 from wam_pipe.data.readers.per_file import PerFileSource
-from wam_pipe.data.readers.shard_source import ShardSource
+from wam_pipe.data.readers.shard_source import ShardSource, open_shards
 from wam_pipe.data.readers.stream import EpochStream
 from wam_pipe.data.shards.build import build_shards, default_workers
 from wam_pipe.data.shards.build_state import BuildConfig
@@ -49,6 +50,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="default: enough shards for 4 per worker (at most 512 samples each)")
     parser.add_argument("--workdir", default=None, help="keep the built shards/files here (default: a temp folder)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    parser.add_argument("--remote", action="append", default=[], metavar="URL",
+                        help="also read the same shards from URL (repeatable; it must hold a copy of WORKDIR/shards, "
+                        "see benchmarks/remote_load.py): arms `remote <scheme>` (streamed every epoch) and "
+                        "`remote <scheme> cached` (cache_dir filled in the warm-up epoch)")
+    parser.add_argument("--arms", default=None,
+                        help="comma-separated subset of the arms to run (default all), e.g. shards,remote http")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -119,12 +126,39 @@ def _listed_files(annotations: str) -> list[str]:
     return [record.file_name for record in load_coco_index(annotations).images]
 
 
+def _remote_arms(args: argparse.Namespace, workdir: Path, manifest: dict) -> list[Any]:
+    """`remote <scheme>` and `remote <scheme> cached` arms: `Load(shards=URL)`'s source, streamed or cached."""
+    settings = ArmSettings(batch_size=args.batch_size, workers=args.workers, decoder=args.decoder)
+    arms = []
+    for index, url in enumerate(args.remote):
+        location, remote_manifest = open_shards(ShardLocation(url))
+        if remote_manifest["shards"] != manifest["shards"]:
+            raise UserError(f"{url}: does not hold the benchmark's shards ({workdir / 'shards'}); copy them there")
+        cache = workdir / f"cache-{index}"
+        shutil.rmtree(cache, ignore_errors=True)  # filled by the warm-up epoch, then reused
+        for cache_dir, suffix in ((None, ""), (cache, " cached")):
+            def make(cache_dir=cache_dir):
+                source = ShardSource(location, manifest, args.decoder, cache_dir)
+                return EpochStream(source, settings.selector, Collate(channels_last=True),
+                                   batch_size=settings.batch_size, seed=settings.seed, rank=0, world_size=1,
+                                   drop_last=True, shuffle=True, shuffle_buffer=1000, resampled=False,
+                                   max_samples=None)
+            arms.append(LoaderArm(f"remote {location.scheme}{suffix}", make, settings, []))
+    return arms
+
+
 def _run_in(workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
     shard_dir, manifest, resized, resized_files = _prepare(workdir, args)
     preload_decoder(args.decoder)  # imports are a one-off cost of the process, not of any arm's data path
     import torchvision.transforms.v2.functional  # noqa: F401  (the per-file arm's resize)
 
-    arms = _make_arms(args, shard_dir, manifest, resized, resized_files)
+    arms = _make_arms(args, shard_dir, manifest, resized, resized_files) + _remote_arms(args, workdir, manifest)
+    if args.arms:
+        wanted = [name.strip() for name in args.arms.split(",")]
+        unknown = sorted(set(wanted) - {arm.name for arm in arms})
+        if unknown:
+            raise UserError(f"bench load --arms: unknown arms {unknown}; choose from {[arm.name for arm in arms]}")
+        arms = [arm for arm in arms if arm.name in wanted]
     rates: dict[str, list[float]] = {arm.name: [] for arm in arms}
     cpu: dict[str, list[float]] = {arm.name: [] for arm in arms}
     first_batch: dict[str, float] = {}
@@ -156,23 +190,26 @@ def _result(args: argparse.Namespace, manifest: dict, rates: dict[str, list[floa
     import torch
     import torchvision
 
+    names = list(rates)
     median = {name: statistics.median(values) for name, values in rates.items()}
-    reference, ceiling = median["per_file_reference"], median["decode_ceiling"]
+
+    def ratio(arm: str, baseline: str, digits: int = 3) -> float | None:
+        return round(median[arm] / median[baseline], digits) if median.get(arm) and median.get(baseline) else None
+
     cpu_ms = {name: round(statistics.median(values), 3) if values else None for name, values in cpu.items()}
     return {
-        "img_per_s": {name: round(median[name], 1) for name in ARMS},
-        "img_per_s_all": {name: [round(v, 1) for v in rates[name]] for name in ARMS},
-        "first_batch_s": {name: round(first[name], 3) for name in ARMS},
+        "img_per_s": {name: round(median[name], 1) for name in names},
+        "img_per_s_all": {name: [round(v, 1) for v in rates[name]] for name in names},
+        "first_batch_s": {name: round(first[name], 3) for name in names},
         "ratios": {
-            "shards_vs_reference": round(median["shards"] / reference, 2) if reference else None,
-            "resized_vs_reference": round(median["per_file_resized"] / reference, 2) if reference else None,
-            "shards_vs_ceiling": round(median["shards"] / ceiling, 3) if ceiling else None,
-            "shards_vs_delivered_ceiling": round(median["shards"] / median["decode_ceiling_delivered"], 3)
-            if median["decode_ceiling_delivered"] else None,
-            "ring_vs_no_ring": round(median["shards"] / median["shards_no_ring"], 3)
-            if median["shards_no_ring"] else None,
+            "shards_vs_reference": ratio("shards", "per_file_reference", 2),
+            "resized_vs_reference": ratio("per_file_resized", "per_file_reference", 2),
+            "shards_vs_ceiling": ratio("shards", "decode_ceiling"),
+            "shards_vs_delivered_ceiling": ratio("shards", "decode_ceiling_delivered"),
+            "ring_vs_no_ring": ratio("shards", "shards_no_ring"),
+            **{f"{name}_vs_shards": ratio(name, "shards") for name in names if name.startswith("remote")},
         },
-        "cpu_ms_per_img": {name: cpu_ms[name] for name in ARMS},
+        "cpu_ms_per_img": {name: cpu_ms[name] for name in names},
         "cpu_ratios": _cpu_ratios(cpu_ms),
         "cache": args.cache,
         "settings": {"workers": args.workers, "batch_size": args.batch_size, "epochs": args.epochs,
@@ -195,6 +232,7 @@ def _cpu_ratios(cpu_ms: dict[str, float | None]) -> dict[str, float | None]:
         return round(baseline_cost / cost, 3) if cost and baseline_cost else None
 
     return {
+        **{f"{name}_vs_shards": speed_ratio(name, "shards") for name in cpu_ms if name.startswith("remote")},
         "shards_vs_reference": speed_ratio("shards", "per_file_reference"),
         "shards_vs_ceiling": speed_ratio("shards", "decode_ceiling"),
         "shards_vs_delivered_ceiling": speed_ratio("shards", "decode_ceiling_delivered"),
@@ -211,17 +249,24 @@ def _table(result: dict[str, Any]) -> list[str]:
     lines = [f"bench load: {s['samples']} samples, {s['shards']} shards, batch {s['batch_size']}, "
              f"{s['workers']} workers, decoder {s['decoder']}, cache {result['cache']}, {s['epochs']} epochs (median)",
              f"{'arm':<26}{'img/s':>10}{'first batch s':>16}{'CPU ms/img':>12}"]
-    for name in ARMS:
+    for name, rate in result["img_per_s"].items():
         cpu = result["cpu_ms_per_img"][name]
-        lines.append(f"{name:<26}{result['img_per_s'][name]:>10.1f}{result['first_batch_s'][name]:>16.3f}"
+        lines.append(f"{name:<26}{rate:>10.1f}{result['first_batch_s'][name]:>16.3f}"
                      f"{cpu if cpu is not None else float('nan'):>12.3f}")
+
+    def show(value: float | None, fmt: str) -> str:
+        return "n/a" if value is None else format(value, fmt)
+
     r = result["ratios"]
-    lines.append(f"shards / reference: {r['shards_vs_reference']}x   resized / reference: "
-                 f"{r['resized_vs_reference']}x")
-    lines.append(f"shards / decode ceiling: {r['shards_vs_ceiling']:.1%}   shards / delivered decode ceiling: "
-                 f"{r['shards_vs_delivered_ceiling']:.1%}")
+    lines.append(f"shards / reference: {show(r['shards_vs_reference'], '')}x   resized / reference: "
+                 f"{show(r['resized_vs_reference'], '')}x")
+    lines.append(f"shards / decode ceiling: {show(r['shards_vs_ceiling'], '.1%')}   shards / delivered decode "
+                 f"ceiling: {show(r['shards_vs_delivered_ceiling'], '.1%')}")
     c = result["cpu_ratios"]
     lines.append(f"by CPU cost per image: shards / reference {c['shards_vs_reference']}x, shards / decode ceiling "
                  f"{c['shards_vs_ceiling']}, shards / delivered ceiling {c['shards_vs_delivered_ceiling']}, "
                  f"batch ring / none {c['ring_vs_no_ring']}x")
+    for key, value in r.items():
+        if key.startswith("remote"):
+            lines.append(f"{key[:-len('_vs_shards')]} / local shards: {value}x img/s, {c.get(key)}x by CPU cost")
     return lines

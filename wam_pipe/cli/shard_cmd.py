@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
+
+from wam_pipe.core.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -64,7 +67,10 @@ def _add_build(which: argparse._SubParsersAction) -> None:
     build.add_argument("--mask-order", choices=["area", "predicted_iou", "stability"], default="area",
                        help="SA-1B: which masks --max-masks keeps: largest area, predicted IoU or stability score "
                        "first (default area)")
-    build.add_argument("--out", required=True, help="output folder for shard-*.tar and manifest.json")
+    build.add_argument("--out", required=True, help="output folder for shard-*.tar and manifest.json, or an s3:// / "
+                       "gs:// URL (built in --staging, each finished shard uploaded, the manifest last)")
+    build.add_argument("--staging", default=None, help="with a URL --out: the local build folder (default "
+                       "~/.cache/wam-pipe/staging/<hash of the URL>; keep it to resume an interrupted upload)")
     build.add_argument("--size", type=int, default=256, help="stored side in pixels (default 256)")
     build.add_argument("--samples-per-shard", type=int, default=512, help="samples per shard (default 512)")
     build.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
@@ -84,27 +90,45 @@ def _build(args: argparse.Namespace) -> int:
     from wam_pipe.data.shards.build import build_shards
     from wam_pipe.data.shards.build_state import BuildConfig
     from wam_pipe.data.shards.manifest_summary import summary_lines
-    from wam_pipe.core.errors import UserError
+    from wam_pipe.data.location import ShardLocation, is_url
+    from wam_pipe.data.shards.upload import ShardUploader, default_staging, publish
 
     if args.sa1b and (args.images or args.annotations):
         raise UserError("shard build: give either --sa1b (tar files) or --images (+ --annotations), not both")
     if not args.sa1b and not args.images:
         raise UserError("shard build: give --images (with or without --annotations) or --sa1b")
+    location = ShardLocation(args.out)  # refuses an unknown scheme
+    remote = is_url(args.out)
+    if remote and location.scheme not in ("s3", "gs", "gcs"):
+        raise UserError(f"{args.out}: cannot upload over {location.scheme}; use an s3:// or gs:// URL (or a folder)")
+    out = Path(args.staging) if args.staging else (default_staging(args.out) if remote else Path(args.out))
     config = BuildConfig(
-        images=args.images, annotations=args.annotations, out=args.out, size=args.size, sa1b=args.sa1b,
+        images=args.images, annotations=args.annotations, out=out, size=args.size, sa1b=args.sa1b,
         max_masks=args.max_masks, mask_order=args.mask_order,
         samples_per_shard=args.samples_per_shard, workers=args.workers, image_format=args.image_format,
         quality=args.quality, overwrite=args.overwrite, max_skipped_fraction=args.max_skipped_fraction,
         num_parts=args.num_parts, part=args.part, progress=not args.no_progress,
     )
-    result = build_shards(config)
+    uploader = ShardUploader(location) if remote else None
+    try:
+        result = build_shards(config, on_shard=uploader.submit if uploader else None)
+    finally:
+        if uploader is not None:
+            uploader.finish()
     if result.noop:
         print(f"{result.manifest_path}: up to date (same inputs and settings); nothing to do")
     else:
         rate = result.processed_images / max(result.seconds, 1e-9)
         print(f"built {result.built_shards} shards ({result.processed_images} images, {rate:.0f} img/s), reused "
               f"{result.reused_shards}, in {result.seconds:.1f} s")
-    for line in summary_lines(result.manifest, str(result.manifest_path)):
+    shown = str(result.manifest_path)
+    if remote:
+        published = publish(out, result.manifest_path.name, location, progress=not args.no_progress,
+                            skip=set(uploader.uploaded), resend_all=args.overwrite)
+        print(f"uploaded {len(uploader.uploaded) + published.uploaded} shards to {args.out} (kept "
+              f"{published.kept} already there), then {result.manifest_path.name}")
+        shown = published.url
+    for line in summary_lines(result.manifest, shown):
         print(line)
     return 0
 

@@ -8,6 +8,7 @@ from typing import Any, Iterator, Optional
 from wam_pipe.core.errors import UserError
 from wam_pipe.core.context import RunContext
 from wam_pipe.core.signature import instance_for_check
+from wam_pipe.data.location import IOSettings, is_url, scheme_problem
 from wam_pipe.data.coco_index import load_coco_index
 from wam_pipe.data.readers.decode import Collate, DECODERS
 from wam_pipe.data.readers.mask_select import MASK_MODES, MaskSelector
@@ -42,7 +43,9 @@ class Load:
     buffer, instance subsets) is seeded from (seed, epoch, rank, worker).
 
     Args:
-        shards: directory with `manifest.json` and the shards. Default None.
+        shards: where the shards and their `manifest.json` are: a local folder, `file://`, `s3://bucket/prefix`,
+            `gs://...`, `http(s)://...` or `pipe:CMD` with `{name}` in CMD (see docs/data.md, "Shards from URLs").
+            Default None.
         images: folder of COCO images (per-file source). Default None.
         annotations: COCO instances JSON (per-file source). Default None.
         size: sample side in pixels; must equal the shards' size. Default 256.
@@ -76,11 +79,18 @@ class Load:
         shard_slice: use only `shards[start:stop]` of the manifest, as a Python slice `[start, stop]` (null = open
             end): e.g. `[0, -1]` trains on all shards but the last and `[-1, null]` evaluates on the held-out last
             one. Default None (all shards).
+        cache_dir: for remote `shards`: keep each downloaded shard here (checked against the manifest's size and
+            sha256, filled atomically) and reuse it in later epochs and runs. Default None (stream every epoch).
+        io_timeout: seconds a remote connect or read may wait before it counts as failed. Default 60.
+        io_retries: further tries of a failed remote open or read (reopened and read forward). Default 3.
+        storage_options: fsspec file-system options for remote `shards`, e.g. `{endpoint_url: http://host:9000}`
+            for an S3-compatible store; never credentials (environment or ~/.aws). Default None.
         drop_unannotated: leave out the images that have no annotation at all (the reference drops them); only
             with the per-file source (`images` + `annotations`): shards keep every image. Default False (kept: they
             still carry generated box / brush / full-image watermarks, and give a `segm` batch its unwatermarked
             images).
-        mix: list of `{shards, weight, name}` shard sets to mix (instead of `shards`); weights >= 0, not all 0.
+        mix: list of `{shards, weight, name}` shard sets to mix (instead of `shards`); each `shards` is a folder or
+            a URL (read with cache_dir / io_timeout / io_retries / storage_options above); weights >= 0, not all 0.
             Default None.
         epoch_batches: batches per rank per epoch with `mix` (required there; unused otherwise). Default None.
     """
@@ -92,7 +102,9 @@ class Load:
                  random_subset: float = 0.5, resampled: bool = False, drop_last: bool = True,
                  max_samples: int | None = None, decoder: str = "torchvision", channels_last: bool = True,
                  min_shards_per_worker: int = 1, shard_slice: Optional[list[Optional[int]]] = None,
-                 batch_ring: bool = True, mix: Optional[list[dict]] = None, epoch_batches: Optional[int] = None,
+                 batch_ring: bool = True, cache_dir: str | None = None, io_timeout: float = 60.0,
+                 io_retries: int = 3, storage_options: Optional[dict[str, Any]] = None,
+                 mix: Optional[list[dict]] = None, epoch_batches: Optional[int] = None,
                  drop_unannotated: bool = False, instance_subset: bool = False):
         self.shards, self.images, self.annotations = shards, images, annotations
         self.size, self.batch_size, self.workers = size, batch_size, workers
@@ -102,6 +114,8 @@ class Load:
         self.resampled, self.drop_last, self.max_samples = resampled, drop_last, max_samples
         self.decoder, self.channels_last, self.min_shards_per_worker = decoder, channels_last, min_shards_per_worker
         self.shard_slice, self.batch_ring = shard_slice, batch_ring
+        self.cache_dir, self.io_timeout, self.io_retries = cache_dir, io_timeout, io_retries
+        self.storage_options = dict(storage_options or {})
         self.drop_unannotated, self.instance_subset = drop_unannotated, instance_subset
         self.mix, self.epoch_batches = mix, epoch_batches
         self._stream: Any = None
@@ -134,8 +148,14 @@ class Load:
             (self.drop_unannotated and not per_file, "drop_unannotated",
              "needs the per-file source (`images` + `annotations`); shards keep every image"),
         ]
-        problems = [(key, message) for bad, key, message in checks if bad]
+        if self.shards is not None:
+            problem = scheme_problem(str(self.shards))
+            checks.append((problem is not None, "shards", problem or ""))
+        problems = [(key, message) for bad, key, message in checks if bad] + self._io_settings().problems()
         return problems + (mix_problems(self) if self.mix is not None else [])
+
+    def _io_settings(self) -> IOSettings:
+        return IOSettings(timeout=self.io_timeout, retries=self.io_retries, storage_options=self.storage_options)
 
     def _check_values(self) -> None:
         problems = self._value_problems()
@@ -168,12 +188,12 @@ class Load:
     def _setup_mix(self, ctx: RunContext, selector: Any) -> None:
         sources = []
         for position, entry in enumerate(self.mix or []):
-            directory, manifest = open_shards(entry["shards"])
+            directory, manifest = open_shards(entry["shards"], self._io_settings())
             stored = manifest["settings"]["size"]
             if stored != self.size:
                 raise UserError(f"load.mix[{position}].shards: {directory} holds {stored}-pixel samples but load.size "
                                 f"is {self.size}; every set of a mix must be built at one size")
-            sources.append(ShardSource(directory, manifest, self.decoder))
+            sources.append(ShardSource(directory, manifest, self.decoder, self.cache_dir))
         self._stream = MixStream(
             sources, mix_names(self.mix or []), [float(e["weight"]) for e in self.mix or []], selector,
             Collate(self.channels_last), batch_size=self.batch_size, seed=ctx.seed, rank=ctx.rank,
@@ -190,7 +210,7 @@ class Load:
         return list(zip(mix_names(self.mix or []), counts))
 
     def _shard_source(self, ctx: RunContext) -> Any:
-        directory, manifest = open_shards(self.shards)
+        directory, manifest = open_shards(self.shards, self._io_settings())
         if self.shard_slice is not None:
             manifest = _slice_shards(manifest, self.shard_slice, directory)
         stored = manifest["settings"]["size"]
@@ -198,7 +218,7 @@ class Load:
             raise UserError(f"load.size: {self.size}, but {directory} holds {stored}-pixel samples; set size: {stored} "
                             "or rebuild the shards")
         self._check_shard_count(len(manifest["shards"]), manifest["totals"]["samples"], ctx.world_size, directory)
-        return ShardSource(directory, manifest, self.decoder)
+        return ShardSource(directory, manifest, self.decoder, self.cache_dir)
 
     def _check_shard_count(self, shards: int, samples: int, world_size: int, directory: Path) -> None:
         consumers = world_size * max(self.workers, 1)
@@ -269,6 +289,9 @@ def mix_problems(load: Load) -> list[tuple[str, str]]:
         if not isinstance(entry, dict) or not isinstance(entry.get("shards"), str):
             problems.append((f"mix[{i}]", f"expected {{shards: DIR, weight: NUMBER}}, got {entry!r}"))
             continue
+        scheme = scheme_problem(entry["shards"])
+        if scheme is not None:
+            problems.append((f"mix[{i}].shards", scheme))
         unknown = sorted(set(entry) - {"shards", "weight", "name"})
         if unknown:
             problems.append((f"mix[{i}]", f"unknown keys {unknown}; an entry has shards, weight and (optional) name"))
@@ -295,6 +318,8 @@ def _mix_size_problems(mix: list[dict], size: int) -> list[tuple[str, str]]:
     """Sets already built at another size than `size` (sets not built yet are checked at setup)."""
     problems = []
     for i, entry in enumerate(mix):
+        if is_url(entry["shards"]):  # remote sets are checked at setup (no network during validate)
+            continue
         path = Path(entry["shards"]) / MANIFEST_NAME
         if not path.is_file():
             continue

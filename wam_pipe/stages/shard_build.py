@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from wam_pipe.core.errors import UserError
 from wam_pipe.core.context import RunContext
 from wam_pipe.core.signature import instance_for_check
+from wam_pipe.data.location import is_url
 from wam_pipe.data.shards.build import build_shards
 from wam_pipe.data.shards.build_state import BuildConfig
 from wam_pipe.data.shards.manifest import MANIFEST_NAME
@@ -76,6 +77,10 @@ class ShardBuild:
             (bool(stage.out), "out", "required: the output folder for the shards"),
             (not stage.synthesize or (stage.images and stage.annotations), "synthesize",
              "needs images and annotations (it writes a synthetic COCO set there)"),
+            # A URL would silently become a local path (`s3://b/x` -> `s3:/b/x`); the CLI uploads, the stage does not.
+            ("://" not in str(stage.out) and not is_url(str(stage.out)), "out",
+             f"{stage.out!r}: the shard-build stage writes a local folder (a path, not a URL); build into a bucket with `wam-pipe shard "
+             "build --out URL` and point stages.load.shards at the URL"),
         ]
         return stage._config().value_problems() + [(key, message) for ok, key, message in own if not ok]
 

@@ -61,8 +61,12 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
-def build_shards(config: BuildConfig, log: Callable[[str], None] = print) -> BuildResult:
+def build_shards(config: BuildConfig, log: Callable[[str], None] = print,
+                 on_shard: Callable[[Path], None] | None = None) -> BuildResult:
     """Build (or resume, repair, or confirm) the shards described by `config`; returns the published manifest.
+
+    `on_shard(path)` is called with each shard this run finishes (renamed to its final name), e.g. to upload it
+    while the next one is built (`upload.py`).
 
     Raises:
         UserError: bad settings, missing inputs, malformed JSON, or an output holding a different build (other
@@ -99,7 +103,13 @@ def build_shards(config: BuildConfig, log: Callable[[str], None] = print) -> Bui
     state.write_fingerprint({"settings": config.settings(), "source": source})
     state.remove_stale_temp_files(shards)
     todo = [s for s in shards if state.read_marker(s) is None]
-    processed = _write_shards(config, index, todo, state.write_marker, markers=True)
+
+    def finished(shard: PlannedShard, marker: dict) -> None:
+        state.write_marker(shard, marker)
+        if on_shard is not None:
+            on_shard(config.out / shard.name)
+
+    processed = _write_shards(config, index, todo, finished, markers=True)
     markers = [state.read_marker(s) for s in shards]
     manifest = _assemble_manifest(config, index, source, shards, markers, fingerprint)
     _enforce_skip_limit(config, state, shards, manifest)

@@ -9,8 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from wam_pipe.data.shards.manifest import read_manifest
-from wam_pipe.data.shards.tar_io import EncodedSample, read_samples
+from wam_pipe.data.location import ShardLocation
+from wam_pipe.data.shards.manifest import read_manifest_at
+from wam_pipe.data.shards.tar_io import EncodedSample, read_samples_from
 from wam_pipe.core.errors import UserError
 from wam_pipe.data.rle import decode_rles
 
@@ -22,8 +23,8 @@ GRID_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}  # picture suffi
 
 
 def describe(directory: str | Path) -> list[str]:
-    """Counts, sizes and the category histogram of a shard directory, as printable lines."""
-    manifest = read_manifest(directory)
+    """Counts, sizes and the category histogram of a shard directory (or URL), as printable lines."""
+    manifest = read_manifest_at(ShardLocation(directory))
     settings, totals, shards = manifest["settings"], manifest["totals"], manifest["shards"]
     shard_bytes = [s["bytes"] for s in shards] or [0]
     samples = max(totals["samples"], 1)
@@ -64,15 +65,17 @@ def category_histogram(categories: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def pick_samples(directory: Path, manifest: dict[str, Any], count: int) -> list[EncodedSample]:
+def pick_samples(directory: Path | ShardLocation, manifest: dict[str, Any], count: int) -> list[EncodedSample]:
     """`count` samples spread over the shards (the first few of each, in shard order)."""
     shards = [s for s in manifest["shards"] if s["samples"]]
     if not shards:
         return []
+    location = directory if isinstance(directory, ShardLocation) else ShardLocation(directory)
     per_shard = max(1, math.ceil(count / len(shards)))
     picked: list[EncodedSample] = []
     for shard in shards:
-        picked.extend(read_samples(directory / shard["name"], 0, per_shard))
+        with location.open(shard["name"], shard["bytes"]) as stream:  # a remote stream stops after `per_shard`
+            picked.extend(read_samples_from(stream, shard["name"], 0, per_shard))
         if len(picked) >= count:
             break
     return picked[:count]
@@ -130,9 +133,9 @@ def render_grid(directory: str | Path, out: str | Path, count: int = 16) -> int:
     from PIL import Image, ImageDraw
 
     check_grid_target(out, count)
-    directory, out = Path(directory), Path(out)
-    manifest = read_manifest(directory)
-    samples = pick_samples(directory, manifest, count)
+    location, out = ShardLocation(directory), Path(out)
+    manifest = read_manifest_at(location)
+    samples = pick_samples(location, manifest, count)
     if not samples:
         return 0
     size = int(manifest["settings"]["size"])

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from wam_pipe.core.atomic import atomic_write_bytes
+from wam_pipe.data.location import RemoteNotFound, ShardLocation
 from wam_pipe.core.errors import UserError
 
 MANIFEST_NAME = "manifest.json"
@@ -62,15 +63,37 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
         path = path / MANIFEST_NAME
     if not path.is_file():
         raise UserError(f"{path}: no shard manifest; build shards with `wam-pipe shard build` (or merge the parts)")
+    return parse_manifest(path.read_bytes(), str(path))
+
+
+def read_manifest_at(location: ShardLocation, name: str = MANIFEST_NAME) -> dict[str, Any]:
+    """Read and check the manifest `name` of a shard location (a local folder or a URL; see `data/location.py`).
+
+    Raises:
+        UserError: missing (or unreachable, forbidden: one line naming the URL), or not a valid manifest.
+    """
+    if location.is_local:
+        return read_manifest(location.path / name)
+    url = location.url(name)
     try:
-        manifest = json.loads(path.read_text())
+        data = location.read_bytes(name)
+    except RemoteNotFound:
+        raise UserError(f"{url}: no shard manifest; build (or upload) shards with `wam-pipe shard build --out "
+                            f"{location.spec}` (the manifest is written last)") from None
+    return parse_manifest(data, url)
+
+
+def parse_manifest(data: bytes, where: str) -> dict[str, Any]:
+    """Parse and check manifest bytes read from `where` (a path or URL, for messages)."""
+    try:
+        manifest = json.loads(data.decode())
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise UserError(f"{path}: manifest is not valid JSON ({err}); rebuild with `wam-pipe shard build --overwrite`")
+        raise UserError(f"{where}: manifest is not valid JSON ({err}); rebuild with `wam-pipe shard build --overwrite`")
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise UserError(f"{path}: not a wam-pipe shard manifest; point at a directory made by `wam-pipe shard build`")
+        raise UserError(f"{where}: not a wam-pipe shard manifest; point at a directory made by `wam-pipe shard build`")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise UserError(
-            f"{path}: manifest format_version {manifest.get('format_version')} is not supported "
+            f"{where}: manifest format_version {manifest.get('format_version')} is not supported "
             f"(this wam-pipe reads {FORMAT_VERSION}); rebuild the shards with this version"
         )
     return manifest

@@ -1,7 +1,9 @@
 """`shard merge`: join the part manifests of a split build (`--num-parts P --part I`) into one `manifest.json`.
 
 Parts must come from the same annotation file and settings and cover parts 0..P-1 exactly once. Shards that live
-in another folder than the output are hard-linked there (copied across file systems). Because the shard plan does
+in another folder than the output are hard-linked there (copied across file systems). In an object store
+(`s3://`, `gs://`) the parts are usually built with the same `--out URL` and the merge only writes `manifest.json`
+there (last); parts in another folder of the same store are copied server-side. Because the shard plan does
 not depend on P, the merged directory is the same as a whole build's: same shard files, same manifest.
 """
 
@@ -9,12 +11,16 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from wam_pipe.data.shards.build_state import check_output_dir, create_output_dir
-from wam_pipe.data.shards.manifest import MANIFEST_NAME, read_manifest, source_identity, write_manifest
+from wam_pipe.data.location import ShardLocation, is_url
+from wam_pipe.data.shards.manifest import (
+    MANIFEST_NAME, read_manifest, read_manifest_at, source_identity, write_manifest,
+)
 from wam_pipe.data.shards.manifest_summary import totals_of
 from wam_pipe.core.errors import UserError
 
@@ -35,7 +41,7 @@ def find_part_manifests(inputs: list[str | Path]) -> list[Path]:
     return found
 
 
-def _check_parts(parts: list[tuple[Path, dict[str, Any]]]) -> None:
+def _check_parts(parts: list[tuple[Path | str, dict[str, Any]]]) -> None:
     first_path, first = parts[0]
     for path, manifest in parts:
         if not manifest.get("part"):
@@ -67,31 +73,79 @@ def _place_shard(source: Path, target: Path, expected_bytes: int) -> None:
         shutil.copy2(source, target)
 
 
-def merge_parts(inputs: list[str | Path], out: str | Path) -> tuple[Path, dict[str, Any]]:
-    """Merge part manifests into `out/manifest.json`; returns (path, manifest)."""
+def merge_parts(inputs: list[str | Path], out: str | Path) -> tuple[Path | str, dict[str, Any]]:
+    """Merge part manifests into `out/manifest.json` (a folder, or an s3:// / gs:// URL); returns (path, manifest)."""
+    if is_url(out) or any(is_url(item) for item in inputs):
+        return _merge_remote([str(item) for item in inputs], str(out))
     out = Path(out)
     check_output_dir(out)
     parts = [(path, read_manifest(path)) for path in find_part_manifests(inputs)]
     _check_parts(parts)
     create_output_dir(out)
-    shards: list[dict[str, Any]] = []
     for path, manifest in parts:
         for entry in manifest["shards"]:
             _place_shard(path.parent / entry["name"], out / entry["name"], entry["bytes"])
-            shards.append(entry)
-    shards.sort(key=lambda entry: entry["name"])
-    first = parts[0][1]
-    merged = {key: first[key] for key in ("format", "format_version", "settings", "source")}
-    merged["part"] = None
-    merged["shards"] = shards
-    merged["totals"] = _merged_totals([m for _, m in parts], shards)
-    merged["categories"] = _merged_categories([m for _, m in parts])
-    merged["skipped"] = sorted((e for _, m in parts for e in m["skipped"]), key=lambda e: e["image_id"])
-    for key in ("unknown_image_annotations", "files_not_in_json", "encoder"):
-        merged[key] = first[key]
+    merged = _merged_manifest([m for _, m in parts])
     target = out / MANIFEST_NAME
     write_manifest(target, merged)
     return target, merged
+
+
+def _merge_remote(inputs: list[str], out: str) -> tuple[str, dict[str, Any]]:
+    """`merge_parts` in an object store: the parts' shards must already be in `out` (build every part with the same
+    `--out URL`) or in another folder of the same store (copied there server-side); the manifest is uploaded last."""
+    target = ShardLocation(out)
+    parts: list[tuple[str, dict[str, Any]]] = []
+    sources: dict[str, ShardLocation] = {}
+    for item in inputs:
+        if item.endswith(".json"):
+            folder, name = item.rsplit("/", 1)
+            names = [name]
+        else:
+            folder = item
+            names = [n for n in ShardLocation(folder).glob("manifest.part-*-of-*.json")]
+        location = ShardLocation(folder)
+        for name in names:
+            parts.append((location.url(name), read_manifest_at(location, name)))
+            sources[location.url(name)] = location
+    if not parts:
+        raise UserError(f"{', '.join(inputs)}: no part manifests (manifest.part-*-of-*.json) found; build parts with "
+                        "`wam-pipe shard build --num-parts P --part I --out URL`")
+    _check_parts(parts)
+    for url, manifest in parts:
+        source = sources[url]
+        names = [entry["name"] for entry in manifest["shards"]]
+        found = source.sizes(names)
+        for entry in manifest["shards"]:
+            if found.get(entry["name"]) != entry["bytes"]:
+                raise UserError(f"{source.url(entry['name'])}: shard missing or not the size its part manifest "
+                                "records; rebuild (re-upload) that part")
+        if source.spec.rstrip("/") != target.spec.rstrip("/"):
+            if source.scheme != target.scheme:
+                raise UserError(f"{url}: parts must be in the same store as {out}; build them with --out {out}")
+            for name in names:
+                target.copy_from(source, name)
+    merged = _merged_manifest([m for _, m in parts])
+    with tempfile.TemporaryDirectory(prefix="wam-merge-") as folder:
+        local = Path(folder) / MANIFEST_NAME
+        write_manifest(local, merged)
+        target.put(local, MANIFEST_NAME)  # last: the merged set is published when its manifest appears
+    return target.url(MANIFEST_NAME), merged
+
+
+def _merged_manifest(manifests: list[dict[str, Any]]) -> dict[str, Any]:
+    """One whole-build manifest from checked part manifests (identical to a single-machine build's)."""
+    shards = sorted((entry for m in manifests for entry in m["shards"]), key=lambda entry: entry["name"])
+    first = manifests[0]
+    merged = {key: first[key] for key in ("format", "format_version", "settings", "source")}
+    merged["part"] = None
+    merged["shards"] = shards
+    merged["totals"] = _merged_totals(manifests, shards)
+    merged["categories"] = _merged_categories(manifests)
+    merged["skipped"] = sorted((e for m in manifests for e in m["skipped"]), key=lambda e: e["image_id"])
+    for key in ("unknown_image_annotations", "files_not_in_json", "encoder"):
+        merged[key] = first[key]
+    return merged
 
 
 def _merged_totals(manifests: list[dict[str, Any]], shards: list[dict[str, Any]]) -> dict[str, int]:

@@ -139,40 +139,41 @@ def _octal(field: bytes) -> int:
     return int(field.split(b"\0", 1)[0].strip() or b"0", 8)
 
 
-def _parse_header(header: bytes, path: Path) -> tuple[str, int, bytes]:
+def _parse_header(header: bytes, where: str) -> tuple[str, int, bytes]:
     """A USTAR header -> (name, size, typeflag), checking its checksum."""
     try:
         checksum = _octal(header[148:156])
         size = _octal(header[124:136])
     except ValueError:
-        raise ShardFormatError(f"{path.name}: corrupt tar header (bad number field)") from None
+        raise ShardFormatError(f"{where}: corrupt tar header (bad number field)") from None
     if checksum != sum(header[:148]) + 8 * 32 + sum(header[156:]):  # the checksum field counts as spaces
-        raise ShardFormatError(f"{path.name}: corrupt tar header (checksum mismatch)")
+        raise ShardFormatError(f"{where}: corrupt tar header (checksum mismatch)")
     name = header[:100].split(b"\0", 1)[0]
     prefix = header[345:500].split(b"\0", 1)[0] if header[257:262] == b"ustar" else b""
     full = (prefix + b"/" + name if prefix else name).decode("utf-8", "replace")
     return full, size, header[156:157]
 
 
-def _members(stream: Any, path: Path, want: Callable[[str], bool]) -> Iterator[tuple[str, bytes | None]]:
+def _members(stream: Any, where: str, want: Callable[[str], bool]) -> Iterator[tuple[str, bytes | None]]:
     """Yield `(name, data)` of each regular member; `data` is None (skipped by a seek) when `want(name)` is false.
 
     A small reader of our own instead of `tarfile`: shards are plain USTAR written by `ShardWriter`, and parsing
     headers here takes half the time per sample. pax / GNU long-name members are refused with a clear message.
+    `stream` needs `read(n)` and `seek(n, 1)` only (a forward skip: remote streams implement it as read-and-discard).
     """
     while True:
         header = stream.read(_BLOCK)
         if len(header) < _BLOCK:  # every tar ends with zero blocks; a file that just stops was cut short
-            raise ShardFormatError(f"{path.name}: truncated (the file ends without tar's end-of-archive blocks)")
+            raise ShardFormatError(f"{where}: truncated (the file ends without tar's end-of-archive blocks)")
         if header.count(0) == _BLOCK:
             return  # end-of-archive
-        name, size, kind = _parse_header(header, path)
+        name, size, kind = _parse_header(header, where)
         padded = size + (-size) % _BLOCK
         if kind in _SKIPPED_TYPES:
             stream.seek(padded, 1)
             continue
         if kind not in _REGULAR_TYPES:
-            raise ShardFormatError(f"{path.name}: member {name!r} has tar type {kind!r} (pax/GNU extensions are not "
+            raise ShardFormatError(f"{where}: member {name!r} has tar type {kind!r} (pax/GNU extensions are not "
                                    "supported); rebuild the shard with `wam-pipe shard build`")
         if not want(name):
             stream.seek(padded, 1)
@@ -180,13 +181,13 @@ def _members(stream: Any, path: Path, want: Callable[[str], bool]) -> Iterator[t
             continue
         data = stream.read(size)
         if len(data) < size:
-            raise ShardFormatError(f"{path.name}: truncated member {name!r}")
+            raise ShardFormatError(f"{where}: truncated member {name!r}")
         stream.seek(padded - size, 1)
         yield name, data
 
 
 def read_samples(path: Path, start: int = 0, stop: int | None = None) -> Iterator[EncodedSample]:
-    """Samples `start .. stop-1` (all from `start` when `stop` is None) of one shard, in stored order.
+    """Samples `start .. stop-1` (all from `start` when `stop` is None) of one shard file, in stored order.
 
     Members of samples before `start` are skipped with a seek (their headers are still read: tar has no index).
 
@@ -194,6 +195,12 @@ def read_samples(path: Path, start: int = 0, stop: int | None = None) -> Iterato
         ShardFormatError: a corrupt or truncated tar, or a sample without exactly one image and one JSON member.
     """
     path = Path(path)
+    with open(path, "rb", buffering=1 << 16) as stream:
+        yield from read_samples_from(stream, path.name, start, stop)
+
+
+def read_samples_from(stream: Any, where: str, start: int = 0, stop: int | None = None) -> Iterator[EncodedSample]:
+    """`read_samples` over an open binary stream (a local file, or a remote one); `where` names it in errors."""
     state = {"index": 0, "key": None}
 
     def want(name: str) -> bool:
@@ -203,26 +210,25 @@ def read_samples(path: Path, start: int = 0, stop: int | None = None) -> Iterato
             state["key"] = key
         return state["index"] >= start
 
-    with open(path, "rb", buffering=1 << 16) as stream:
-        key, group = None, []
-        for name, data in _members(stream, path, want):
-            member_key, ext = _member_key(name)
-            if member_key != key and group:  # a group only holds members of wanted samples
-                yield _assemble(path, key, group)
-                group = []
-            if stop is not None and state["index"] >= stop:
-                return
-            key = member_key
-            if data is not None:
-                group.append((ext, data))
-        if group:
-            yield _assemble(path, key, group)
+    key, group = None, []
+    for name, data in _members(stream, where, want):
+        member_key, ext = _member_key(name)
+        if member_key != key and group:  # a group only holds members of wanted samples
+            yield _assemble(where, key, group)
+            group = []
+        if stop is not None and state["index"] >= stop:
+            return
+        key = member_key
+        if data is not None:
+            group.append((ext, data))
+    if group:
+        yield _assemble(where, key, group)
 
 
-def _assemble(path: Path, key: str | None, group: list[tuple[str, bytes]]) -> EncodedSample:
+def _assemble(where: str, key: str | None, group: list[tuple[str, bytes]]) -> EncodedSample:
     images = [(ext, data) for ext, data in group if ext in ("jpg", "jpeg", "png")]
     metas = [data for ext, data in group if ext == "json"]
     if len(images) != 1 or len(metas) != 1:
         found = ", ".join(sorted(ext for ext, _ in group))
-        raise ShardFormatError(f"{path.name}: sample {key}: expected one image and one .json member, found [{found}]")
-    return EncodedSample(str(key), images[0][0], images[0][1], metas[0], path.name)
+        raise ShardFormatError(f"{where}: sample {key}: expected one image and one .json member, found [{found}]")
+    return EncodedSample(str(key), images[0][0], images[0][1], metas[0], where)

@@ -9,11 +9,13 @@ import multiprocessing
 from pathlib import Path
 from typing import Any
 
+from wam_pipe.core.errors import UserError
 from wam_pipe.core.progress import progress
-from wam_pipe.data.shards.manifest import read_manifest
+from wam_pipe.data.location import ShardLocation
 from wam_pipe.data.rle import SegmentationError, check_counts_total, counts_from_string
-from wam_pipe.data.shards.tar_io import EncodedSample, ShardFormatError, read_samples
 from wam_pipe.data.shards.build import default_workers
+from wam_pipe.data.shards.manifest import read_manifest_at
+from wam_pipe.data.shards.tar_io import EncodedSample, ShardFormatError, read_samples, read_samples_from
 
 REQUIRED_FIELDS = ("image_id", "file_name", "height", "width", "orig_height", "orig_width", "annotations")
 
@@ -52,10 +54,12 @@ def check_sample(sample: EncodedSample, size: int) -> str | None:
     return None
 
 
-def verify_shard(job: tuple[str, dict[str, Any], int]) -> tuple[list[str], list[str]]:
+def verify_shard(job: tuple[str | ShardLocation, dict[str, Any], int]) -> tuple[list[str], list[str]]:
     """One shard -> (its keys, its problems as `shard: key: message` lines)."""
     directory, entry, size = job
-    path = Path(directory) / entry["name"]
+    if isinstance(directory, ShardLocation) and not directory.is_local:
+        return _verify_remote_shard(directory, entry, size)
+    path = Path(str(directory)) / entry["name"]
     name = entry["name"]
     if not path.is_file():
         return [], [f"{name}: file missing"]
@@ -78,16 +82,43 @@ def verify_shard(job: tuple[str, dict[str, Any], int]) -> tuple[list[str], list[
     return keys, problems
 
 
+def _verify_remote_shard(location: ShardLocation, entry: dict[str, Any], size: int) -> tuple[list[str], list[str]]:
+    """`verify_shard` for a remote shard: downloaded once into memory (hash and samples from the same bytes)."""
+    name = entry["name"]
+    try:
+        data = location.read_bytes(name)
+    except UserError as err:
+        return [], [f"{name}: {err}"]
+    problems = []
+    if len(data) != entry["bytes"]:
+        problems.append(f"{name}: {len(data)} bytes, manifest says {entry['bytes']}")
+    elif hashlib.sha256(data).hexdigest() != entry["sha256"]:
+        problems.append(f"{name}: sha256 differs from the manifest's (the file changed or is damaged)")
+    keys: list[str] = []
+    try:
+        for sample in read_samples_from(io.BytesIO(data), name):
+            keys.append(sample.key)
+            problem = check_sample(sample, size)
+            if problem:
+                problems.append(f"{name}: {sample.key}: {problem}")
+    except ShardFormatError as err:
+        problems.append(f"{name}: after key {keys[-1] if keys else '(none)'}: {err}")
+    if len(keys) != entry["samples"]:
+        problems.append(f"{name}: holds {len(keys)} samples, manifest says {entry['samples']}")
+    return keys, problems
+
+
 def verify_shards(directory: str | Path, workers: int | None = None,
                   show_progress: bool = True) -> tuple[dict[str, Any], list[str]]:
-    """Check a whole shard directory; returns (manifest, problems). An empty problem list means it is sound.
+    """Check a whole shard directory or URL; returns (manifest, problems). An empty problem list means it is sound.
 
     Progress (shards/s, ETA) goes to stderr: a bar on a terminal, a line every 30 s elsewhere (`show_progress`).
     """
-    directory = Path(directory)
-    manifest = read_manifest(directory)
+    location = ShardLocation(directory)
+    manifest = read_manifest_at(location)
     size = int(manifest["settings"]["size"])
-    jobs = [(str(directory), entry, size) for entry in manifest["shards"]]
+    where: str | ShardLocation = location.spec if location.is_local else location
+    jobs = [(where, entry, size) for entry in manifest["shards"]]
     workers = default_workers() if workers is None else workers
     results = []
     with progress(len(jobs), "shard verify", "shard", enabled=show_progress) as bar:
