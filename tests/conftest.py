@@ -49,3 +49,15 @@ def tiny_shards(tmp_path_factory) -> Path:
                  "--samples-per-shard", "8", "--workers", "1"])
     assert code == 0
     return root / "shards"
+
+
+@pytest.fixture
+def no_hang():
+    """A guard for tests of former hangs: if the test is still running after 120 s (a hang inside C code, which no
+    Python exception can interrupt), faulthandler prints every thread's stack and exits the test process, so the
+    suite fails loudly instead of hanging."""
+    import faulthandler
+
+    faulthandler.dump_traceback_later(120, exit=True)
+    yield
+    faulthandler.cancel_dump_traceback_later()

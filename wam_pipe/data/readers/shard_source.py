@@ -45,11 +45,20 @@ class ShardSource:
     def read(self, pieces: Iterable[Piece]) -> Iterator[EncodedSample]:
         for piece in pieces:
             path = self.directory / self.names[piece.unit]
+            fix = f"run `wam-pipe shard verify {self.directory}`"
+            yielded = 0
             try:
-                yield from read_samples(path, piece.start, piece.stop)
+                for sample in read_samples(path, piece.start, piece.stop):
+                    yielded += 1
+                    yield sample
             except (OSError, ShardFormatError) as err:
-                fix = f"run `wam-pipe shard verify {self.directory}`"
                 raise UserError(f"{path}: cannot read shard ({err}); {fix}") from None
+            # Every rank plans its batch count from the manifest: a shard holding fewer samples than recorded would
+            # silently shorten this rank's epoch and leave the other ranks waiting in a collective.
+            if yielded != piece.stop - piece.start:
+                recorded = self.unit_sizes[piece.unit]
+                raise UserError(f"{path}: the manifest records {recorded} samples but the shard ends after "
+                                f"{piece.start + yielded}; {fix}")
 
     def decode(self, item: EncodedSample, selector: MaskSelector, rng: np.random.Generator) -> dict[str, Any]:
         return decode_stored(item, selector, rng, self.size, self.decoder)
