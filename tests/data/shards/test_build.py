@@ -100,10 +100,12 @@ def test_too_many_skipped_images_fail_and_publish_nothing(bad_inputs, tmp_path):
     assert list(out.iterdir()) == []  # no manifest, no shards, no build state
 
 
-def _run_build(coco: tuple[Path, Path], out: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def _run_build(coco: tuple[Path, Path], out: Path, env: dict[str, str] | None = None, *extra: str
+               ) -> subprocess.CompletedProcess:
     images, annotations = coco
     command = [sys.executable, "-m", "wam_pipe", "shard", "build", "--images", str(images), "--annotations",
-               str(annotations), "--out", str(out), "--size", "64", "--samples-per-shard", "5", "--workers", "2"]
+               str(annotations), "--out", str(out), "--size", "64", "--samples-per-shard", "5", "--workers", "2",
+               *extra]
     return subprocess.run(command, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=120)
 
 
@@ -375,3 +377,37 @@ def test_parts_built_from_different_copies_of_the_images_merge(synth_coco, tmp_p
     whole = read_manifest(tmp_path / "whole")
     assert merged["source"]["images_sha256"] == whole["source"]["images_sha256"]
     assert {k: v for k, v in merged.items() if k != "encoder"} == {k: v for k, v in whole.items() if k != "encoder"}
+
+
+def test_a_dead_worker_fails_the_build_naming_its_image_and_the_rerun_resumes(synth_coco, tmp_path):
+    # Issue 11 item 2: a worker killed by a signal (here SIGSEGV, as pycocotools did on 1e8 coordinates) left
+    # multiprocessing.Pool's parent waiting forever. The subprocess timeout keeps this test itself from hanging.
+    from wam_pipe.data.shards.build import SEGV_HOOK_ENV
+
+    victim = json.loads(synth_coco[1].read_text())["images"][17]["file_name"]
+    out = tmp_path / "out"
+    died = _run_build(synth_coco, out, {SEGV_HOOK_ENV: victim})
+    assert died.returncode == 1, died.stderr
+    lines = died.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in died.stderr
+    assert "shard-build worker died" in lines[0] and "SIGSEGV" in lines[0] and victim in lines[0]
+    assert not (out / "manifest.json").exists()
+    resumed = _run_build(synth_coco, out)
+    assert resumed.returncode == 0, resumed.stderr
+
+
+@pytest.mark.parametrize("polygon", [[0, 0, 1e8, 0, 1e8, 1e8], [0, 0, 1e308, 0, 1e308, 1e308], [0, 0, 5, 0, "nan", 5]])
+def test_out_of_range_polygon_skips_its_image_with_a_reason(synth_coco, tmp_path, polygon):
+    # Issue 11 item 2: these segfaulted pycocotools (exit 139) or grew to ~24 GB (NaN); now the image is skipped.
+    images, annotations = synth_coco
+    coco = json.loads(annotations.read_text())
+    target = coco["annotations"][0]
+    target["segmentation"] = [[float(v) for v in polygon]]
+    bad = tmp_path / "annotations.json"
+    bad.write_text(json.dumps(coco))
+    result = _run_build((images, bad), tmp_path / "out", None, "--max-skipped-fraction", "0.5")
+    assert result.returncode == 0, result.stderr
+    skipped = json.loads((tmp_path / "out" / "manifest.json").read_text())["skipped"]
+    reasons = [s["reason"] for s in skipped if s["image_id"] == target["image_id"]]
+    assert len(reasons) == 1 and f"annotation {target['id']}" in reasons[0]
+    assert "non-finite" in reasons[0] or "far outside" in reasons[0]
