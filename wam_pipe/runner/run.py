@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from wam_pipe.core.errors import UserError
 from wam_pipe.core import distributed
 from wam_pipe.core.context import RunContext
 from wam_pipe.core.precision import resolve_precision
+from wam_pipe.core.run_lock import DirLock
 from wam_pipe.runner.rundir import inspect_run_dir, write_run_files
 from wam_pipe.core.seeding import seed_everything
 from wam_pipe.core.settings import RunSettings
@@ -60,6 +62,14 @@ def run_pipeline(pipeline: Pipeline, output_dir: str | None = None, overwrite: b
     _check_stage_set(stages, only, pipeline.file)
     run_dir = Path(output_dir or settings.output_dir)
     rank, world_size, local_rank = distributed.env_coordinates()
+    # Rank 0 writes the run dir: it holds the dir's lock for the whole run (the others exit with it under torchrun).
+    with DirLock(run_dir, "--output-dir") if rank == 0 else contextlib.nullcontext():
+        _run_locked(pipeline, settings, stages, run_dir, overwrite, only, rank, world_size, local_rank)
+    return run_dir
+
+
+def _run_locked(pipeline: Pipeline, settings: RunSettings, stages: dict[str, Any], run_dir: Path, overwrite: bool,
+                only: str | None, rank: int, world_size: int, local_rank: int) -> None:
     device = distributed.pick_device(settings.device, local_rank)
     # Read-only decision on every rank before rank 0 writes anything, so all ranks agree.
     mode, resume_from = inspect_run_dir(run_dir, pipeline.resolved, overwrite)
@@ -78,7 +88,6 @@ def run_pipeline(pipeline: Pipeline, output_dir: str | None = None, overwrite: b
         _run_stages(ctx, settings, stages, pipeline, only, resume_from)
     finally:
         distributed.shutdown()
-    return run_dir
 
 
 def _run_stages(ctx: RunContext, settings: RunSettings, stages: dict[str, Any], pipeline: Pipeline,

@@ -34,6 +34,7 @@ from wam_pipe.data.shards.prepare import SkipImage, encode_sample, prepare_sampl
 from wam_pipe.data.shards.published import REFUSAL_FIX, PublishedBuild, check_published
 from wam_pipe.data.shards.tar_io import ShardWriter
 from wam_pipe.core.errors import RunFailure, UserError
+from wam_pipe.core.run_lock import DirLock
 
 # Test hook: SIGKILL this process while writing the shard after the first N finished ones (crash-safety tests).
 KILL_HOOK_ENV = "WAM_PIPE_TEST_KILL_AFTER_SHARDS"
@@ -70,6 +71,12 @@ def build_shards(config: BuildConfig, log: Callable[[str], None] = print) -> Bui
         RunFailure: more than `max_skipped_fraction` of the images were skipped (nothing new is published).
     """
     config.validate()
+    # One writer per output (per part): a second build into it gets "in use by PID on HOST".
+    with DirLock(config.out, "--out", manifest_io.part_suffix(config.part, config.num_parts)):
+        return _build_locked(config, log)
+
+
+def _build_locked(config: BuildConfig, log: Callable[[str], None]) -> BuildResult:
     started = time.perf_counter()
     source_sha = sha256_file(config.annotations)
     manifest_file = manifest_io.manifest_path(config.out, config.part, config.num_parts)
