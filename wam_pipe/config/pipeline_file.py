@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from wam_pipe.core.errors import ConfigError, UserError
+from wam_pipe.core.safe_yaml import check_yaml
 
 TOP_LEVEL_KEYS = ("version", "name", "vars", "run", "allow_targets", "stages")
 STAGE_KINDS = ("shard-build", "load", "augment", "step", "eval")
@@ -28,6 +29,7 @@ def load_yaml(path: str | Path) -> DictConfig:
         hint = " (it is a directory)" if path.is_dir() else ""
         raise UserError(f"{path}: no such pipeline file{hint}; check the path (shipped pipelines are in pipelines/)")
     try:
+        check_yaml(path.read_text(), path)  # alias bombs and recursive aliases, before OmegaConf expands them
         cfg = OmegaConf.load(path)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark

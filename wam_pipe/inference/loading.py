@@ -16,6 +16,7 @@ from typing import Any, Sequence
 import torch
 import yaml
 
+from wam_pipe.core import safe_yaml
 from wam_pipe.core.errors import ConfigError, UserError
 
 MODEL_KEYS = ("embedder", "extractor", "jnd", "scaling_w", "scaling_i", "img_size")
@@ -57,7 +58,7 @@ def model_node(config_text: Any, source: str) -> dict[str, Any]:
         raise UserError(f"{source}: the checkpoint has no pipeline config, so its model cannot be rebuilt; use a "
                         "checkpoint written by wam-pipe training")
     try:
-        config = yaml.safe_load(config_text)
+        config = safe_yaml.safe_load(config_text, f"{source}: the checkpoint's pipeline config")
     except yaml.YAMLError as err:
         raise UserError(f"{source}: the checkpoint's pipeline config is not valid YAML ({err})") from err
     stages = config.get("stages") if isinstance(config, dict) else None

@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from wam_pipe.core import safe_yaml
 from wam_pipe.core.errors import UserError
 
 # May differ between a run and its resume: they change speed, cadence or length, not completed work.
@@ -79,7 +80,7 @@ def inspect_run_dir(run_dir: Path, resolved: dict, overwrite: bool) -> tuple[str
                         f"overwritten; choose another --output-dir (or run.output_dir)")
     if overwrite:
         return "overwrite", None
-    old = yaml.safe_load(saved.read_text()) or {}
+    old = safe_yaml.safe_load(saved.read_text(), saved) or {}
     differences = config_differences(old, resolved)
     if differences and _only_run_record(run_dir):
         return "overwrite", None
