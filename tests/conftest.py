@@ -61,3 +61,26 @@ def no_hang():
     faulthandler.dump_traceback_later(120, exit=True)
     yield
     faulthandler.cancel_dump_traceback_later()
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A real 256 KiB tmpfs (a disk that fills up), mounted at tmp_path/disk; yields (path, resize(kib)).
+
+    Needs root (CAP_SYS_ADMIN); skipped elsewhere. `resize` remounts it larger: "free space, then rerun"."""
+    import subprocess
+
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True,
+                          text=True, timeout=30)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs to fill (needs root): {done.stderr.strip()}")
+
+    def resize(kib: int) -> None:
+        subprocess.run(["mount", "-o", f"remount,size={kib}k", str(mount)], check=True, timeout=30)
+
+    try:
+        yield mount, resize
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True, timeout=30)

@@ -17,7 +17,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from wam_pipe.core.disk_full import no_space_names
 from wam_pipe.core.errors import UserError
+from wam_pipe.data.shards.tar_io import fsync_dir
 
 FORMAT = 1
 
@@ -26,11 +28,17 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "wb") as f:
-        torch.save({"format": FORMAT, **payload}, f)
-        f.flush()
-        os.fsync(f.fileno())
+    with no_space_names(path):
+        try:
+            with open(tmp, "wb") as f:
+                torch.save({"format": FORMAT, **payload}, f)
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # frees the space a partial write took; the previous checkpoint is intact
+            raise
     os.replace(tmp, path)
+    fsync_dir(path.parent)  # the rename survives a power loss
 
 
 def _why_unreadable(path: Path, err: Exception) -> str:

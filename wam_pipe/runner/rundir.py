@@ -28,6 +28,7 @@ from typing import Any
 import yaml
 
 from wam_pipe.core import safe_yaml
+from wam_pipe.core.disk_full import no_space_names
 from wam_pipe.core.errors import UserError
 
 # May differ between a run and its resume: they change speed, cadence or length, not completed work.
@@ -97,12 +98,13 @@ def write_run_files(run_dir: Path, config_yaml: str, resolved_yaml: str, overrid
     """Write the run's record (rank 0 only). On resume, config files are refreshed and overrides appended."""
     if fresh and run_dir.exists():
         shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write(run_dir / "config.yaml", config_yaml)
-    _atomic_write(run_dir / "resolved.yaml", resolved_yaml)
-    with open(run_dir / "overrides.txt", "a") as f:
-        f.writelines(f"{o}\n" for o in overrides)
-    _atomic_write(run_dir / "env.json", json.dumps(environment(device, world_size), indent=2) + "\n")
+    with no_space_names(run_dir):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        _atomic_write(run_dir / "config.yaml", config_yaml)
+        _atomic_write(run_dir / "resolved.yaml", resolved_yaml)
+        with open(run_dir / "overrides.txt", "a") as f:
+            f.writelines(f"{o}\n" for o in overrides)
+        _atomic_write(run_dir / "env.json", json.dumps(environment(device, world_size), indent=2) + "\n")
 
 
 def _atomic_write(path: Path, text: str) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 from wam_pipe.data.shards.tar_io import atomic_write_bytes
 from wam_pipe.core.context import RunContext
+from wam_pipe.core.disk_full import no_space_names
 from wam_pipe.runner.meter import format_metrics
 
 
@@ -43,7 +44,7 @@ class TrainLog:
         if not self.ctx.is_main:
             return
         record = {"kind": kind, "epoch": epoch, "step": step, "time": round(time.time(), 3), **values}
-        with open(self.path, "a") as f:
+        with no_space_names(self.path), open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
         if self.writer is not None:
             for name, value in values.items():

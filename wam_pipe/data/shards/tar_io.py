@@ -20,6 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from wam_pipe.core.disk_full import is_no_space, no_space_message, no_space_names
+from wam_pipe.core.errors import RunFailure
+
 SHARD_PATTERN = "shard-{index:06d}.tar"
 TMP_SUFFIX = ".tmp"
 
@@ -44,10 +47,15 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write `data` to `path` via a temp file, fsync and rename."""
     path = Path(path)
     tmp = path.with_name(path.name + TMP_SUFFIX)
-    with open(tmp, "wb") as stream:
-        stream.write(data)
-        stream.flush()
-        os.fsync(stream.fileno())
+    with no_space_names(path):
+        try:
+            with open(tmp, "wb") as stream:
+                stream.write(data)
+                stream.flush()
+                os.fsync(stream.fileno())
+        except OSError:
+            tmp.unlink(missing_ok=True)  # do not leave a partial temp file taking the space that ran out
+            raise
     os.replace(tmp, path)
     fsync_dir(path.parent)
 
@@ -122,13 +130,19 @@ class ShardWriter:
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         try:
-            self._archive.close()  # writes the end-of-archive blocks
-            self._stream.flush()
-            os.fsync(self._stream.fileno())
+            with no_space_names(self.path):
+                self._archive.close()  # writes the end-of-archive blocks
+                self._stream.flush()
+                os.fsync(self._stream.fileno())
+        except BaseException:
+            self.tmp.unlink(missing_ok=True)
+            raise
         finally:
             self._stream.close()
         if exc_type is not None:
             self.tmp.unlink(missing_ok=True)
+            if is_no_space(exc):
+                raise RunFailure(no_space_message(self.path, exc)) from None
             return
         os.replace(self.tmp, self.path)
         fsync_dir(self.path.parent)
