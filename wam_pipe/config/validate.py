@@ -24,6 +24,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import GrammarParseError, MissingMandatoryValue, OmegaConfBaseException
 
+from wam_pipe.config.optim_check import optimizer_problems
 from wam_pipe.config.pipeline_file import check_top_level
 from wam_pipe.config.signature import RESERVED_KEYS, check_value, signature_of
 from wam_pipe.config.targets import TargetError, TargetNotAllowed, disallowed_reason, import_allowed
@@ -239,6 +240,9 @@ class _Walk:
         sig = signature_of(obj)
         if sig is not None:
             self.errors.extend(_check_arguments(node, obj, sig, target, path, file))
+        if not errors_for(path, self.errors) and UNRESOLVED not in node.values():
+            for key, message in optimizer_problems(obj, node):
+                self.errors.append(f"{file}: {path}{'.' + key if key else ''}: {message}")
 
     def _check_config(self, node: dict, path: str) -> None:
         """The component's own cross-field checks (it may read its children's signatures: all were imported)."""
