@@ -41,6 +41,16 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     fsync_dir(path.parent)  # the rename survives a power loss
 
 
+_CALLABLE_MODULES = ("posix", "nt", "os", "subprocess", "builtins", "__builtin__", "sys", "shutil", "importlib",
+                     "runpy", "pty", "socket", "ctypes", "code", "pickle", "marshal", "types")
+
+
+def _is_callable_global(name: str) -> bool:
+    """A global that runs code when unpickled (os.system, eval, ...) rather than a plain foreign class."""
+    module, _, attr = name.rpartition(".")
+    return bool(attr) and module.split(".")[0] in _CALLABLE_MODULES
+
+
 def _why_unreadable(path: Path, err: Exception) -> str:
     """Our own words for a failed `torch.load`: torch's text suggests `weights_only=False`, i.e. running the file's
     pickled code, which is the wrong advice for a damaged or foreign file."""
@@ -53,7 +63,11 @@ def _why_unreadable(path: Path, err: Exception) -> str:
         head = b""
     if not head:
         return "the file is empty (an interrupted save or copy?); use another checkpoint"
-    foreign = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
+    # torch words the refusal of a pickled callable in two ways, by version and by what the global is.
+    foreign = re.search(r"[Uu]nsupported (?:global: )?GLOBAL ([\w.]+)", str(err))
+    if foreign and _is_callable_global(foreign.group(1)):
+        return (f"it holds code ({foreign.group(1)}) that loading would run; safe loading refused it, nothing ran. "
+                "Do not load this file; give a .pt file written by wam-pipe training")
     if foreign:
         return (f"it stores Python objects ({foreign.group(1)}) that safe loading refuses, so wam-pipe did not write "
                 "it; give a .pt file written by wam-pipe training")
@@ -77,7 +91,24 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
                         f"{_why_unreadable(path, err)}") from err
     if not isinstance(data, dict) or "model" not in data:
         raise UserError(f"{path}: not a wam-pipe checkpoint (no 'model' entry)")
+    check_weights(data["model"], path)
     return data
+
+
+def check_weights(state: Any, path: str | Path) -> None:
+    """Raise `UserError` unless `state` is a mapping of names to tensors whose floating values are all finite.
+
+    A checkpoint is untrusted input: a `model` stored as a list gave an AttributeError deep in loading, and NaN
+    weights gave a detection result followed by a ValueError. Both are refused before anything is built.
+    """
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise UserError(f"{path}: the checkpoint's 'model' is a {type(state).__name__}, not a mapping of weight names "
+                        "to tensors; this file was not written by wam-pipe training")
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise UserError(f"{path}: weight {name} holds NaN or infinite values (a diverged run?); use an earlier "
+                            "checkpoint")
 
 
 def _module_of(key: str) -> str:
