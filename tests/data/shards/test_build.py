@@ -411,3 +411,31 @@ def test_out_of_range_polygon_skips_its_image_with_a_reason(synth_coco, tmp_path
     reasons = [s["reason"] for s in skipped if s["image_id"] == target["image_id"]]
     assert len(reasons) == 1 and f"annotation {target['id']}" in reasons[0]
     assert "non-finite" in reasons[0] or "far outside" in reasons[0]
+
+
+def test_the_skip_limit_failure_names_every_skipped_image_and_every_kind(bad_inputs, tmp_path):
+    # Issue 11 item 10: the line named no image and only the top 3 kinds.
+    root, _ = bad_inputs
+    config = BuildConfig(root / "images", root / "annotations.json", tmp_path / "out", size=64, workers=1,
+                         progress=False)
+    with pytest.raises(RunFailure) as err:
+        build_shards(config)
+    message = str(err.value)
+    for name in ("corrupt.jpg (corrupt", "missing.jpg (file missing)", "bomb.png (decompression bomb",
+                 "mismatch.jpg (image is"):
+        assert name in message
+    assert message.count(" x ") == 5  # every kind counted: corrupt, missing, bomb, size, annotation
+
+
+def test_many_skipped_images_are_listed_in_a_file(synth_coco, tmp_path):
+    images, annotations = synth_coco
+    partial = tmp_path / "images"
+    partial.mkdir()
+    names = sorted(p.name for p in images.iterdir())
+    for name in names[12:]:
+        (partial / name).write_bytes((images / name).read_bytes())
+    out = tmp_path / "out"
+    with pytest.raises(RunFailure, match=r"12 x file missing: .* and 2 more \(all listed in .*skipped.json\)"):
+        build_shards(BuildConfig(partial, annotations, out, size=64, workers=1, progress=False))
+    listed = json.loads((out / "skipped.json").read_text())
+    assert sorted(entry["file_name"] for entry in listed) == names[:12]

@@ -374,7 +374,8 @@ def _enforce_skip_limit(config: BuildConfig, state: BuildState, shards: list[Pla
     from wam_pipe.data.shards.manifest_summary import skip_limit_exceeded
 
     total = sum(len(s.images) for s in shards)
-    exceeded = skip_limit_exceeded(manifest["skipped"], total, config.max_skipped_fraction)
+    exceeded = skip_limit_exceeded(manifest["skipped"], total, config.max_skipped_fraction,
+                                   config.out / f"skipped{config.suffix}.json")
     if exceeded:
         state.discard(shards, remove_tars=True)
         raise RunFailure(f"{config.annotations}: {exceeded}; nothing was published; fix the images or raise "
