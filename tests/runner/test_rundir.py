@@ -66,3 +66,25 @@ def test_a_failed_standalone_eval_can_be_rerun_into_the_same_dir(tmp_path, repo_
     assert "/nope2.pt: no such checkpoint" in err and "different configuration" not in err
     assert "/nope2.pt" in (run_dir / "resolved.yaml").read_text()
     assert (run_dir / "overrides.txt").read_text().count("checkpoint") == 1   # a fresh record, not appended
+
+
+def test_overwrite_deletes_only_what_wam_pipe_wrote(tmp_path):
+    # Issue 11 item 16: `run --overwrite` deleted the user's notes, folders and a copied checkpoint.
+    from wam_pipe.runner.rundir import write_run_files
+
+    run_dir = tmp_path / "run"
+    write_run_files(run_dir, "a: 1\n", "a: 1\n", [], "cpu", 1, fresh=False)
+    (run_dir / "log.jsonl").write_text("{}\n")
+    (run_dir / "eval").mkdir()
+    (run_dir / "eval" / "summary.json").write_text("{}")
+    (run_dir / "checkpoints").mkdir()
+    for name in ("last.pt", "epoch-0001.pt", "copied-from-elsewhere.pt"):
+        (run_dir / "checkpoints" / name).write_bytes(b"x")
+    (run_dir / "notes.md").write_text("mine")
+    (run_dir / "analysis").mkdir()
+    (run_dir / "analysis" / "plot.png").write_bytes(b"x")
+    write_run_files(run_dir, "a: 2\n", "a: 2\n", ["x=1"], "cpu", 1, fresh=True)
+    left = sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*"))
+    assert left == ["analysis", "analysis/plot.png", "checkpoints", "checkpoints/copied-from-elsewhere.pt",
+                    "config.yaml", "env.json", "notes.md", "overrides.txt", "resolved.yaml"]
+    assert (run_dir / "overrides.txt").read_text() == "x=1\n" and (run_dir / "resolved.yaml").read_text() == "a: 2\n"

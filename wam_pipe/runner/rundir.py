@@ -97,7 +97,7 @@ def write_run_files(run_dir: Path, config_yaml: str, resolved_yaml: str, overrid
                     world_size: int, fresh: bool) -> None:
     """Write the run's record (rank 0 only). On resume, config files are refreshed and overrides appended."""
     if fresh and run_dir.exists():
-        shutil.rmtree(run_dir)
+        clear_run_outputs(run_dir)
     with no_space_names(run_dir):
         run_dir.mkdir(parents=True, exist_ok=True)
         _atomic_write(run_dir / "config.yaml", config_yaml)
@@ -105,6 +105,30 @@ def write_run_files(run_dir: Path, config_yaml: str, resolved_yaml: str, overrid
         with open(run_dir / "overrides.txt", "a") as f:
             f.writelines(f"{o}\n" for o in overrides)
         _atomic_write(run_dir / "env.json", json.dumps(environment(device, world_size), indent=2) + "\n")
+
+
+# What a run writes in its run dir: `--overwrite` deletes these and nothing else (notes, folders or a copied
+# checkpoint the user put there stay, as `shard build --overwrite` keeps files it did not write).
+RUN_OUTPUTS = (*RUN_RECORD, "log.jsonl", "curves.png")
+RUN_OUTPUT_DIRS = ("eval", "tb")
+CHECKPOINT_PATTERNS = ("last.pt", "epoch-*.pt", ".*.pt.tmp")
+
+
+def clear_run_outputs(run_dir: Path) -> None:
+    """Delete what wam-pipe wrote in `run_dir` (see `RUN_OUTPUTS`), keeping everything else."""
+    for name in RUN_OUTPUTS:
+        for path in (run_dir / name, run_dir / f".{name}.tmp"):
+            path.unlink(missing_ok=True)
+    for name in RUN_OUTPUT_DIRS:
+        if (run_dir / name).is_dir():
+            shutil.rmtree(run_dir / name)
+    checkpoints = run_dir / "checkpoints"
+    if checkpoints.is_dir():
+        for pattern in CHECKPOINT_PATTERNS:
+            for path in checkpoints.glob(pattern):
+                path.unlink()
+        if not any(checkpoints.iterdir()):
+            checkpoints.rmdir()
 
 
 def _atomic_write(path: Path, text: str) -> None:
