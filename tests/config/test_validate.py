@@ -288,3 +288,12 @@ def test_optimizer_and_scheduler_values_are_checked_at_validate(override, messag
     with pytest.raises(ConfigError) as err:
         compose(str(Path(__file__).resolve().parents[2] / "pipelines" / "quickstart.yaml"), [override])
     assert any(message in line for line in err.value.errors), err.value.errors
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b", ".hidden", ""])
+def test_a_pipeline_name_that_would_leave_runs_is_refused(tmp_path, name):
+    # Issue 11 item 13: a name with `../` put the run dir outside runs/.
+    path = tmp_path / "p.yaml"
+    path.write_text(f"version: 1\nname: {name!r}\nstages: {{}}\n")
+    with pytest.raises(ConfigError, match=r"p.yaml: name: "):
+        compose(str(path))

@@ -439,3 +439,32 @@ def test_many_skipped_images_are_listed_in_a_file(synth_coco, tmp_path):
         build_shards(BuildConfig(partial, annotations, out, size=64, workers=1, progress=False))
     listed = json.loads((out / "skipped.json").read_text())
     assert sorted(entry["file_name"] for entry in listed) == names[:12]
+
+
+def test_an_annotation_file_without_images_is_refused(tmp_path):
+    # Issue 11 item 12: it exited 0 and published 0 shards.
+    annotations = tmp_path / "a.json"
+    annotations.write_text('{"images": [], "annotations": [], "categories": []}')
+    with pytest.raises(UserError, match=r"a.json: lists no images, so there is nothing to build"):
+        build_shards(BuildConfig(tmp_path, annotations, tmp_path / "out", workers=1, progress=False))
+    assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_accepted_but_suspicious_annotations_are_warned_about_with_counts(synth_coco, tmp_path):
+    # Issue 11 item 13: malformed polygons, unknown category ids and a missing `categories` list were silent.
+    images, annotations = synth_coco
+    coco = json.loads(annotations.read_text())
+    coco["annotations"][0]["segmentation"] = [[1, 2, 3, 4, 5]]  # odd length
+    coco["annotations"][1]["segmentation"] = [[1, 2, 3, 4], [1, 1, 9, 1, 9, 9]]  # < 3 points, then a good one
+    coco["annotations"][2]["category_id"] = 999
+    bad = tmp_path / "annotations.json"
+    bad.write_text(json.dumps(coco))
+    lines: list[str] = []
+    build_shards(BuildConfig(images, bad, tmp_path / "out", size=64, workers=1, progress=False), log=lines.append)
+    assert any("2 polygons have an odd number of coordinates or fewer than 3 points" in line for line in lines)
+    assert any("1 annotations have a category_id that `categories` does not list" in line for line in lines)
+    del coco["categories"]
+    bad.write_text(json.dumps(coco))
+    lines.clear()
+    build_shards(BuildConfig(images, bad, tmp_path / "out2", size=64, workers=1, progress=False), log=lines.append)
+    assert any("no `categories` list" in line for line in lines)

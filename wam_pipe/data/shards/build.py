@@ -94,6 +94,10 @@ def _build_locked(config: BuildConfig, log: Callable[[str], None]) -> BuildResul
         # Whatever the published check already computed is reused by the full rebuild.
         fingerprint, rebuild_all = published.fingerprint, True
     index = index or load_coco_index(config.annotations)
+    if not index.images:  # publishing 0 shards would only move the failure to training, with worse advice
+        raise UserError(f"{config.annotations}: lists no images, so there is nothing to build; pass a COCO "
+                        "instances JSON whose `images` list is not empty")
+    warn_annotation_problems(index, config.annotations, log)
     create_output_dir(config.out)
     fingerprint = fingerprint or fingerprint_images(config.images, index)
     source = _source_record(config, index, source_sha, fingerprint)
@@ -114,6 +118,18 @@ def _build_locked(config: BuildConfig, log: Callable[[str], None]) -> BuildResul
     state.discard(shards, remove_tars=False)
     seconds = time.perf_counter() - started
     return BuildResult(manifest_file, manifest, False, len(todo), len(shards) - len(todo), processed, seconds)
+
+
+def warn_annotation_problems(index: CocoIndex, annotations: Path, log: Callable[[str], None]) -> None:
+    """Warn, with counts, about what the JSON holds that the build accepts but the user probably did not mean."""
+    if index.malformed_polygons:
+        log(f"warning: {annotations}: {index.malformed_polygons} polygons have an odd number of coordinates or fewer "
+            "than 3 points; they are dropped (an instance made only of such polygons gets an empty mask)")
+    if not index.has_categories:
+        log(f"warning: {annotations}: no `categories` list; category names will be missing from the manifest")
+    elif index.unknown_category_annotations:
+        log(f"warning: {annotations}: {index.unknown_category_annotations} annotations have a category_id that "
+            "`categories` does not list")
 
 
 def _confirm_up_to_date(manifest_file: Path, published: PublishedBuild, started: float) -> BuildResult:
