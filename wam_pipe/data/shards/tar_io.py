@@ -158,6 +158,7 @@ class EncodedSample:
     image: bytes
     meta: bytes
     source: str  # shard name or file, for error messages
+    extra_members: tuple[str, ...] = ()  # extensions of members other than the image and the JSON (never read)
 
 
 class ShardFormatError(ValueError):
@@ -265,4 +266,5 @@ def _assemble(path: Path, key: str | None, group: list[tuple[str, bytes]]) -> En
     if len(images) != 1 or len(metas) != 1:
         found = ", ".join(sorted(ext for ext, _ in group))
         raise ShardFormatError(f"{path.name}: sample {key}: expected one image and one .json member, found [{found}]")
-    return EncodedSample(str(key), images[0][0], images[0][1], metas[0], path.name)
+    extras = tuple(sorted(ext for ext, _ in group if ext not in ("jpg", "jpeg", "png", "json")))
+    return EncodedSample(str(key), images[0][0], images[0][1], metas[0], path.name, extras)
