@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import random
 import re
+import signal
 import warnings
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,10 @@ from wam_pipe.core.errors import UserError
 from wam_pipe.data.shards.tar_io import fsync_dir
 
 FORMAT = 1
+# Test hook: SIGKILL this process in the middle of its Nth checkpoint write (1-based), after the bytes are written
+# and before the rename (crash-safety tests of DDP runs).
+KILL_HOOK_ENV = "WAM_PIPE_TEST_KILL_IN_CHECKPOINT"
+_saves = 0
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
@@ -33,6 +38,7 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
             with open(tmp, "wb") as f:
                 torch.save({"format": FORMAT, **payload}, f)
                 f.flush()
+                _kill_hook()
                 os.fsync(f.fileno())
         except BaseException:
             tmp.unlink(missing_ok=True)  # frees the space a partial write took; the previous checkpoint is intact
@@ -43,6 +49,13 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
 
 _CALLABLE_MODULES = ("posix", "nt", "os", "subprocess", "builtins", "__builtin__", "sys", "shutil", "importlib",
                      "runpy", "pty", "socket", "ctypes", "code", "pickle", "marshal", "types")
+
+
+def _kill_hook() -> None:
+    global _saves
+    _saves += 1
+    if os.environ.get(KILL_HOOK_ENV) == str(_saves):
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _is_callable_global(name: str) -> bool:

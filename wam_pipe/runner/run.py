@@ -14,7 +14,7 @@ from typing import Any
 import torch
 
 from wam_pipe.config import Pipeline, build_stages
-from wam_pipe.core.errors import UserError
+from wam_pipe.core.errors import RunFailure, UserError
 from wam_pipe.core import distributed
 from wam_pipe.core.context import RunContext
 from wam_pipe.core.precision import resolve_precision
@@ -86,6 +86,11 @@ def _run_locked(pipeline: Pipeline, settings: RunSettings, stages: dict[str, Any
                             str(device), world_size, fresh=mode == "overwrite")
         distributed.barrier(ctx)
         _run_stages(ctx, settings, stages, pipeline, only, resume_from)
+    except Exception as err:
+        if world_size > 1 and distributed.is_peer_loss(err):
+            raise RunFailure(f"rank {rank}: another rank stopped (its own message says why); this rank stopped "
+                             "with it") from None
+        raise
     finally:
         distributed.shutdown()
 
