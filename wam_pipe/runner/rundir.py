@@ -25,7 +25,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-
 from wam_pipe.core import safe_yaml
 from wam_pipe.core.disk_full import no_space_names
 from wam_pipe.core.errors import UserError
