@@ -67,7 +67,9 @@ def counts_from_string(counts: str) -> np.ndarray:
     """Expand COCO's compressed counts string (pycocotools' `rleFrString` format) to int64 run lengths.
 
     pycocotools decodes without checking that the runs fit the mask (and its merge loops forever on runs that do
-    not), so untrusted RLEs are expanded and checked here first. Vectorised: a few microseconds per mask.
+    not), so untrusted RLEs are expanded and checked here first. Short strings (most masks at stored sizes: ~100
+    characters at 256 px) go through a plain loop, long ones through numpy, whichever is cheaper (measured:
+    benchmarks/RESULTS.md, "RLE checks").
 
     Format: each run is a little-endian base-32 number, one character per 5 bits (`chr(48 + bits)`, bit 0x20 =
     "more characters follow", the last character's bit 0x10 = negative); runs after the third are stored as the
@@ -76,6 +78,8 @@ def counts_from_string(counts: str) -> np.ndarray:
     Raises:
         SegmentationError: a character outside the alphabet, the string ends inside a number, or a number too long.
     """
+    if len(counts) < _VECTOR_FROM:
+        return np.asarray(_runs_by_loop(counts), dtype=np.int64)
     codes = np.frombuffer(counts.encode("latin-1", "replace"), dtype=np.uint8).astype(np.int64) - 48
     if codes.size == 0:
         return np.zeros(0, dtype=np.int64)
@@ -100,6 +104,33 @@ def counts_from_string(counts: str) -> np.ndarray:
 
 
 _MAX_RLE_DIGITS = 8  # 40 bits: far above any image's pixel count, far below int64 overflow
+_VECTOR_FROM = 600  # characters; below it numpy's per-call overhead costs more than the loop
+
+
+def _runs_by_loop(counts: str) -> list[int]:
+    """`counts_from_string` for short strings, one character at a time (same checks)."""
+    runs: list[int] = []
+    pos, end = 0, len(counts)
+    while pos < end:
+        value, shift, digits = 0, 0, 0
+        while True:
+            if pos >= end:
+                raise SegmentationError("compressed RLE counts end inside a number")
+            code = ord(counts[pos]) - 48
+            if not 0 <= code <= 63:
+                raise SegmentationError("compressed RLE counts hold a character outside pycocotools' alphabet")
+            value |= (code & 0x1F) << shift
+            pos, shift, digits = pos + 1, shift + 5, digits + 1
+            if digits > _MAX_RLE_DIGITS:
+                raise SegmentationError(f"compressed RLE counts hold a number of more than {_MAX_RLE_DIGITS} digits")
+            if not code & 0x20:
+                if code & 0x10:
+                    value -= 1 << shift  # sign-extend
+                break
+        if len(runs) > 2:
+            value += runs[-2]  # runs after the third are stored as differences
+        runs.append(value)
+    return runs
 
 
 def check_counts_total(runs: Any, height: int, width: int) -> None:
