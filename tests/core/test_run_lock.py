@@ -47,6 +47,7 @@ def test_the_lock_of_a_killed_process_is_taken_over(holder):
         assert lock_path(target).read_text().split() == [str(os.getpid()), socket.gethostname()]
     with DirLock(target):  # released on exit
         pass
+    assert not lock_path(target).exists()  # and removed: nothing is left beside the directory
 
 
 def _cli(capsys, *args: str) -> subprocess.CompletedProcess:

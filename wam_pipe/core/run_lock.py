@@ -5,6 +5,7 @@ log lines interleaved. Now the writer holds `flock` on a lock file beside the di
 beside rather than inside, so that `--overwrite` and the run-dir rules never see it) for as long as it writes; a
 second writer gets one line, "in use by PID on HOST", and exit 2.
 
+The holder removes the lock file when it finishes, so a finished run or build leaves nothing beside its directory.
 Stale locks: the kernel drops a `flock` when its holder dies (kill -9, OOM, power loss), so a lock file left by a dead
 process is taken over without any check of PIDs; the PID and host recorded in it are only for the message. Works on
 local filesystems and on NFS (Linux emulates `flock` with NFS byte-range locks).
@@ -48,35 +49,56 @@ class DirLock:
         self._fd: int | None = None
 
     def __enter__(self) -> "DirLock":
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-        except OSError as err:
-            where = err.filename or self.path
-            raise UserError(f"{self.directory}: cannot be written ({err.strerror or err}: {where}); choose another "
-                            f"{self.option}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = _read_holder(fd)
-            os.close(fd)
-            raise UserError(f"{self.directory}: in use by {holder}; wait for it to finish, or choose another "
-                            f"{self.option}") from None
-        except OSError as err:  # a filesystem without locks: proceed unguarded rather than refuse every run
-            os.close(fd)
-            if err.errno not in (errno.ENOLCK, errno.EOPNOTSUPP):
-                raise
-            return self
+        for _ in range(10):
+            fd = self._open()
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = _read_holder(fd)
+                os.close(fd)
+                raise UserError(f"{self.directory}: in use by {holder}; wait for it to finish, or choose another "
+                                f"{self.option}") from None
+            except OSError as err:  # a filesystem without locks: proceed unguarded rather than refuse every run
+                os.close(fd)
+                if err.errno not in (errno.ENOLCK, errno.EOPNOTSUPP):
+                    raise
+                return self
+            if _same_file(fd, self.path):
+                break
+            os.close(fd)  # the holder we waited for removed the file as it finished: lock the new one
+        else:
+            raise UserError(f"{self.directory}: its lock file {self.path} keeps changing; is another wam-pipe "
+                            f"starting there? Retry, or choose another {self.option}")
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()} {socket.gethostname()}\n".encode())
         self._fd = fd
         return self
 
+    def _open(self) -> int:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as err:
+            where = err.filename or self.path
+            raise UserError(f"{self.directory}: cannot be written ({err.strerror or err}: {where}); choose another "
+                            f"{self.option}") from None
+
     def __exit__(self, *exc: Any) -> None:
         if self._fd is not None:
+            # Removed while still locked, so the directory is left as it was; whoever opened this file meanwhile
+            # sees that it is no longer at the path (`_same_file`) and locks a new one.
+            self.path.unlink(missing_ok=True)
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        here, there = os.fstat(fd), os.stat(path)
+    except FileNotFoundError:
+        return False
+    return (here.st_dev, here.st_ino) == (there.st_dev, there.st_ino)
 
 
 def _read_holder(fd: int) -> str:
