@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from wam_pipe.losses import WatermarkLosses
+from wam_pipe.losses import LOSS_TERMS, WatermarkLosses
 from wam_pipe.losses.terms import decoding_loss, hinge_discriminator_loss, perceptual_loss
 
 
@@ -98,3 +98,26 @@ def test_balancing_drops_decoding_when_no_watermark():
     _, scales = losses.combine(terms, last_layer=layer.weight)
     assert math.isclose(scales["detection"].item(), 1.0, rel_tol=1e-5)   # detection takes the whole budget
     assert scales["decoding"].item() == 0.0
+
+
+@pytest.mark.parametrize("name", LOSS_TERMS)
+def test_each_loss_term_is_a_weight_argument_checked_computed_and_logged(name):
+    """Every term of LOSS_TERMS: a constructor argument (refused when negative, naming it), computed only when its
+    weight is on, weighted by it in the total, and reported as `loss_<name>` (+ `scale_<name>` when balanced)."""
+    with pytest.raises(ValueError, match=f"^{name}: loss weights must be >= 0"):
+        WatermarkLosses(**{name: -1.0})
+    others = {other: 0.0 for other in LOSS_TERMS if other != name}
+    for balanced in (False, True):
+        losses = WatermarkLosses(**others, **{name: 2.0}, balanced=balanced)
+        assert losses.weights == {**others, name: 2.0}
+        imgs, imgs_w, preds, msgs, masks = _inputs()
+        fake = torch.randn(2, 1, 4, 4) if losses.uses_discriminator else None
+        terms = losses.terms(imgs, imgs_w, preds, msgs, masks, disc_logits_fake=fake)
+        assert set(terms) - {"decoding_weight"} == {name}
+        layer = torch.nn.Parameter(torch.ones(())) if balanced else None
+        total, scales = losses.combine({n: t * layer if balanced else t for n, t in terms.items()}, layer)
+        logged = losses.metrics(terms, scales)
+        assert set(logged) == ({f"loss_{name}", f"scale_{name}"} if balanced else {f"loss_{name}"})
+        assert torch.equal(logged[f"loss_{name}"], terms[name].detach().float())
+        if not balanced:
+            assert torch.allclose(total, 2.0 * terms[name])

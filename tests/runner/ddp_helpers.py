@@ -50,7 +50,7 @@ class RecordingStep(Step):
         super().setup(ctx, *args, **kwargs)
         self._counters: dict[str, dict[str, int]] = {}
         self._flags: dict[str, dict[str, Any]] = {}
-        for name, module in (("model", self.state.forward), ("discriminator", self.state.disc_ddp)):
+        for name, module in (("model", self.model_ddp), ("discriminator", self.disc_ddp)):
             if isinstance(module, DDP):
                 self._counters[name] = {"allreduces": 0}
                 module.register_comm_hook(self._counters[name], _counting_hook)
@@ -68,9 +68,9 @@ class RecordingStep(Step):
     def end_epoch(self) -> None:
         super().end_epoch()
         rank, epoch = self.ctx.rank, self._epoch
-        weights = {f"model.{k}": v.detach().cpu() for k, v in self.state.model.state_dict().items()}
-        if self.state.discriminator is not None:
-            weights.update({f"disc.{k}": v.detach().cpu() for k, v in self.state.discriminator.state_dict().items()})
+        weights = {f"model.{k}": v.detach().cpu() for k, v in self.model.state_dict().items()}
+        if self.discriminator is not None:
+            weights.update({f"disc.{k}": v.detach().cpu() for k, v in self.discriminator.state_dict().items()})
         torch.save(weights, _record_dir() / f"weights-r{rank}-e{epoch}.pt")
         stats = {"losses": torch.stack(self._losses).tolist() if self._losses else [],
                  "allreduces": {name: counter["allreduces"] for name, counter in self._counters.items()},

@@ -25,7 +25,7 @@ def test_log_write_on_a_full_disk_names_the_log(small_tmpfs):
     mount, _ = small_tmpfs
     (mount / "filler").write_bytes(b"\0" * (256 * 1024 - 4096))  # leaves at most one page
     ctx = RunContext(run_dir=mount, seed=0, rank=0, world_size=1, log=lambda message: None)
-    log = TrainLog(ctx, mount, tensorboard=False)
+    log = TrainLog(ctx, mount)
     with pytest.raises(RunFailure, match=r"log.jsonl: no space left on the device"):
         for step in range(200):
             log.log("train", 0, step, {"loss": 1.0}, extra="x" * 100)

@@ -17,6 +17,7 @@ import torch
 from wam_pipe.bench.step_sync_guard import HostSyncError, HostSyncGuard
 from wam_pipe.config import build_stages, compose
 from wam_pipe.core.context import RunContext
+from wam_pipe.core.settings import RunSettings
 from wam_pipe.runner.meter import MetricMeter
 
 # Every augmentation but JPEG (its codec needs real bytes on the host: the one documented sync, on CUDA only).
@@ -102,7 +103,7 @@ def test_train_step_never_waits_for_the_device(tmp_path, case, autocast_off_on_m
     stages = _stages(tmp_path, **CASES[case])
     step, augment = stages["step"], stages["augment"]
     ctx = RunContext(run_dir=tmp_path, device=torch.device("meta"))
-    step.setup(ctx, epochs=1, steps_per_epoch=8)
+    step.setup(ctx, RunSettings(epochs=1, steps_per_epoch=8))
     step.train()
     batch = _batch("meta")
     torch.manual_seed(1)
@@ -122,7 +123,7 @@ def test_train_step_never_waits_for_the_device(tmp_path, case, autocast_off_on_m
 def test_reading_the_metrics_is_the_sync_the_guard_sees(tmp_path):
     stages = _stages(tmp_path, **CASES["balanced+clip"])
     step = stages["step"]
-    step.setup(RunContext(run_dir=tmp_path, device=torch.device("meta")), epochs=1, steps_per_epoch=4)
+    step.setup(RunContext(run_dir=tmp_path, device=torch.device("meta")), RunSettings(epochs=1, steps_per_epoch=4))
     meter = MetricMeter()
     meter.update(step.train_step(_batch("meta"), stages["augment"], epoch=0), 0)
     with HostSyncGuard(raise_on_sync=True), pytest.raises(HostSyncError, match="tolist"):
@@ -137,11 +138,11 @@ def test_fp16_update_reads_nothing_back_only_with_a_fused_optimizer(tmp_path, fu
     stages = _stages(tmp_path, **CASES[case])
     step = stages["step"]
     ctx = RunContext(run_dir=tmp_path, device=torch.device("cpu"), precision="fp16")
-    step.setup(ctx, epochs=1, steps_per_epoch=4, fused_optimizer=fused)
-    assert step.state.scaler.is_enabled() and bool(step.state.optimizer.defaults.get("fused")) is fused
+    step.setup(ctx, RunSettings(epochs=1, steps_per_epoch=4, fused_optimizer=fused))
+    assert step.scaler.is_enabled() and bool(step.optimizer.defaults.get("fused")) is fused
     if CASES[case]["adversarial"]:
-        assert bool(step.state.disc_optimizer.defaults.get("fused")) is fused
-    state, guards = step.state, []
+        assert bool(step.disc_optimizer.defaults.get("fused")) is fused
+    state, guards = step, []
     update = state.optimizer_step
 
     def observed_update(*args, **kwargs):

@@ -24,7 +24,7 @@ def test_resume_drops_log_and_eval_history_records_after_the_checkpoint(tmp_path
            tail='{"kind": "train", "st')                                   # a write cut short by the kill
     _write(history, [{"epoch": 0, "step": 4}, {"epoch": 1, "step": 8}])
     messages = []
-    TrainLog(RunContext(run_dir=tmp_path, log=messages.append), tmp_path, tensorboard=False, start_step=4).close()
+    TrainLog(RunContext(run_dir=tmp_path, log=messages.append), tmp_path, start_step=4)
     assert _steps(log) == [1, 2, 3, 4, 4] and _steps(history) == [4]
     assert len(messages) == 2 and "dropped 5 record(s) after step 4" in messages[0]
     assert not list(tmp_path.rglob("*.tmp"))
@@ -33,7 +33,7 @@ def test_resume_drops_log_and_eval_history_records_after_the_checkpoint(tmp_path
 def test_a_fresh_start_in_a_resumed_run_dir_keeps_nothing(tmp_path):
     """Killed before its first checkpoint: the run starts again at step 0, so none of its records stay."""
     _write(tmp_path / "log.jsonl", [{"kind": "train", "step": 1}, {"kind": "train", "step": 2}])
-    TrainLog(RunContext(run_dir=tmp_path, log=lambda m: None), tmp_path, tensorboard=False).close()
+    TrainLog(RunContext(run_dir=tmp_path, log=lambda m: None), tmp_path)
     assert (tmp_path / "log.jsonl").read_text() == ""
 
 
@@ -47,5 +47,5 @@ def test_nothing_to_drop_leaves_the_file_untouched(tmp_path):
 
 def test_other_ranks_never_touch_the_files(tmp_path):
     _write(tmp_path / "log.jsonl", [{"kind": "train", "step": 5}])
-    TrainLog(RunContext(run_dir=tmp_path, rank=1, world_size=2), tmp_path, tensorboard=False).close()
+    TrainLog(RunContext(run_dir=tmp_path, rank=1, world_size=2), tmp_path)
     assert _steps(tmp_path / "log.jsonl") == [5]

@@ -17,8 +17,9 @@ from wam_pipe.losses import WatermarkLosses
 from wam_pipe.models import ConvEmbedder, ConvExtractor, PatchDiscriminator
 from wam_pipe.runner.checkpoint import save_checkpoint
 from wam_pipe.core.context import RunContext
+from wam_pipe.core.settings import RunSettings
 from wam_pipe.stages import Augment, Step
-from wam_pipe.stages._train_forward import TrainForward
+from wam_pipe.stages.train_forward import TrainForward
 
 SIZE = 32
 
@@ -30,7 +31,8 @@ def make_step(nbits: int = 8, precision: str = "fp32", **kw) -> Step:
                     losses=WatermarkLosses(decoding=1.0, balanced=False), img_size=SIZE)
     defaults.update(kw)
     step = Step(**defaults)
-    step.setup(RunContext(run_dir=Path("."), log=lambda m: None, precision=precision), epochs=2, steps_per_epoch=4)
+    step.setup(RunContext(run_dir=Path("."), log=lambda m: None, precision=precision),
+               RunSettings(epochs=2, steps_per_epoch=4))
     step.train()
     return step
 
@@ -73,7 +75,7 @@ def test_init_from_loads_the_weights_and_fresh_optimizers(tmp_path):
     target = make_step(init_from=str(path))
     for key, value in source.watermarker.state_dict().items():
         assert torch.equal(value, target.watermarker.state_dict()[key]), key
-    assert not target.state.optimizer.state                               # optimizer starts fresh
+    assert not target.optimizer.state                               # optimizer starts fresh
 
 
 def test_mismatched_checkpoint_is_refused_naming_the_module(tmp_path):
@@ -86,13 +88,13 @@ def test_mismatched_checkpoint_is_refused_naming_the_module(tmp_path):
 def test_adversarial_branch_steps_the_discriminator_from_disc_start():
     losses = WatermarkLosses(decoding=1.0, adversarial=0.5, disc_start=1, balanced=False)
     step = make_step(losses=losses, discriminator=PatchDiscriminator(ndf=8, n_layers=1))
-    before = {k: v.clone() for k, v in step.state.discriminator.state_dict().items()}
+    before = {k: v.clone() for k, v in step.discriminator.state_dict().items()}
     metrics = step.train_step(batch(), AUGMENT, epoch=0)                 # before disc_start: no adversarial terms
     assert "loss_adversarial" not in metrics and "loss_discriminator" not in metrics
-    assert all(torch.equal(v, step.state.discriminator.state_dict()[k]) for k, v in before.items())
+    assert all(torch.equal(v, step.discriminator.state_dict()[k]) for k, v in before.items())
     metrics = step.train_step(batch(), AUGMENT, epoch=1)
     assert "loss_adversarial" in metrics and "loss_discriminator" in metrics
-    assert any(not torch.equal(v, step.state.discriminator.state_dict()[k]) for k, v in before.items())
+    assert any(not torch.equal(v, step.discriminator.state_dict()[k]) for k, v in before.items())
     state = step.state_dict()
     assert "discriminator" in state and "disc_optimizer" in state        # the reference forgot to save it
 
@@ -118,11 +120,11 @@ def _disc_update(precision: str) -> list[torch.Tensor]:
     step = make_step(precision=precision, losses=WatermarkLosses(decoding=1.0, adversarial=0.5, balanced=False),
                      discriminator=PatchDiscriminator(ndf=8, n_layers=1),
                      disc_optimizer=functools.partial(torch.optim.SGD, lr=1e-3))
-    assert step.state.scaler.is_enabled() is (precision == "fp16")
-    before = [p.detach().clone() for p in step.state.discriminator.parameters()]
+    assert step.scaler.is_enabled() is (precision == "fp16")
+    before = [p.detach().clone() for p in step.discriminator.parameters()]
     torch.manual_seed(1)
     step.train_step(batch(), AUGMENT, epoch=0)
-    return [p.detach() - b for p, b in zip(step.state.discriminator.parameters(), before)]
+    return [p.detach() - b for p, b in zip(step.discriminator.parameters(), before)]
 
 
 def test_fp16_discriminator_update_is_unscaled():
@@ -140,13 +142,13 @@ def test_fp16_overflow_skips_both_updates_and_backs_off_once():
     iteration halves the scale once."""
     step = make_step(precision="fp16", losses=WatermarkLosses(decoding=1.0, adversarial=0.5, balanced=False),
                      discriminator=PatchDiscriminator(ndf=8, n_layers=1))
-    scaler = step.state.scaler
+    scaler = step.scaler
     scaler.update(2.0**100)                                               # fp16 gradients overflow at this scale
     model = [p.detach().clone() for p in step.watermarker.parameters()]
-    disc = [p.detach().clone() for p in step.state.discriminator.parameters()]
+    disc = [p.detach().clone() for p in step.discriminator.parameters()]
     step.train_step(batch(), AUGMENT, epoch=0)
     assert scaler.get_scale() == 2.0**99
-    assert all(torch.equal(a, b) for a, b in zip(disc, step.state.discriminator.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(disc, step.discriminator.parameters()))
     assert all(torch.equal(a, b) for a, b in zip(model, step.watermarker.parameters()))
     step.train_step(batch(), AUGMENT, epoch=0)                            # and training goes on
 

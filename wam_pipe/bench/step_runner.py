@@ -118,24 +118,22 @@ class Workspace:
         device = distributed.pick_device(settings.device, self.local_rank)
         precision = resolve_precision(settings.precision, device)
         stages = build_stages(resolved, pipeline.file)
+        step_settings = [getattr(settings, key) for key in type(stages["step"]).RUN_SETTINGS]
         step_key = _key(resolved["stages"]["step"], resolved["stages"].get("augment"), precision, str(device),
-                        settings.channels_last, settings.fused_optimizer, settings.ddp_static_graph,
-                        settings.ddp_bucket_view, settings.ddp_find_unused, settings.seed)
+                        step_settings, settings.seed)
         if step_key not in self._steps:
             ctx = RunContext(run_dir=self.run_dir, device=device, seed=settings.seed, rank=self.rank,
                              world_size=self.world_size, local_rank=self.local_rank, precision=precision,
                              log=lambda message: None)
             apply_global_switches(settings, device)
             step = stages["step"]
-            step.setup(ctx, epochs=1, steps_per_epoch=self.steps, static_graph=settings.ddp_static_graph,
-                       bucket_view=settings.ddp_bucket_view, channels_last=settings.channels_last,
-                       fused_optimizer=settings.fused_optimizer, find_unused=settings.ddp_find_unused)
+            step.setup(ctx, dataclasses.replace(settings, epochs=1, steps_per_epoch=self.steps))
             step.train()
             self._steps[step_key] = (step, stages.get("augment"), ctx)
         step, augment, ctx = self._steps[step_key]
         load = self._load(arm, resolved["stages"]["load"], stages["load"], ctx)
         batches = self._memory_batches(load, resolved["stages"]["load"], ctx) if arm.mode == "memory" else []
-        losses = step.losses
+        losses = step.cfg.losses
         epoch = losses.disc_start if losses.uses_discriminator else 0  # the adversarial terms on, if configured
         return ArmRuntime(arm, settings, ctx, step, augment, load, batches, epoch)
 
@@ -168,18 +166,17 @@ class Workspace:
 
 def resident_bytes(step: Any) -> int:
     """Bytes of what a step keeps between steps: parameters, gradients, optimizer state (both optimizers)."""
-    state = step.state
     tensors: list[torch.Tensor] = []
-    for module in (state.model, state.discriminator):
+    for module in (step.model, step.discriminator):
         if module is not None:
             tensors += [p for p in module.parameters()] + [p.grad for p in module.parameters() if p.grad is not None]
-    for optimizer in (state.optimizer, state.disc_optimizer):
+    for optimizer in (step.optimizer, step.disc_optimizer):
         if optimizer is not None:
             for values in optimizer.state.values():
                 tensors += [v for v in values.values() if isinstance(v, torch.Tensor)]
     seen, total = set(), 0
     for tensor in tensors:
-        if tensor.device.type != "cpu" or state.ctx.device.type == "cpu":
+        if tensor.device.type != "cpu" or step.ctx.device.type == "cpu":
             pointer = tensor.data_ptr()
             if pointer not in seen:
                 seen.add(pointer)

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
+from tqdm import tqdm
+
+from wam_pipe.core.tracking import NullTracker, Tracker
 
 
 def _print(message: str) -> None:
-    print(message, flush=True)
+    # tqdm.write lifts any progress bar on the terminal above the line instead of breaking through it.
+    tqdm.write(message, file=sys.stdout)
+    sys.stdout.flush()
 
 
 @dataclass
@@ -24,6 +30,7 @@ class RunContext:
         rank / world_size / local_rank: the torch.distributed coordinates (0 / 1 / 0 without DDP).
         precision: "fp32", "bf16" or "fp16" (autocast dtype of the training step).
         log: prints a line on rank 0 (a no-op on other ranks).
+        tracker: the experiment trackers of `run.loggers` on rank 0 (a no-op on other ranks and outside a run).
         artifacts: in-memory outputs keyed by stage name, for later stages of the same run.
     """
 
@@ -35,6 +42,7 @@ class RunContext:
     local_rank: int = 0
     precision: str = "fp32"
     log: Callable[[str], None] = _print
+    tracker: Tracker = field(default_factory=NullTracker)
     artifacts: dict[str, Any] = field(default_factory=dict)
 
     @property

@@ -6,6 +6,8 @@ import dataclasses
 import re
 from typing import Any, Literal, Optional
 
+from wam_pipe.core.tracking import logger_problems
+
 _DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(?::(\d+))?")
 # (key, least value): counts and cadences; 0 has a meaning only where the docstring says so.
 _AT_LEAST = (("epochs", 1), ("steps_per_epoch", 1), ("eval_every", 0), ("log_every", 1), ("checkpoint_every", 1),
@@ -51,7 +53,14 @@ class RunSettings:
         ddp_bucket_view: DDP `gradient_as_bucket_view`: gradients live in the all-reduce buckets (no copy into
             them, one gradient-sized buffer less); the step then zeroes gradients instead of freeing them.
         dist_backend: "auto" (nccl on CUDA, gloo on CPU), "nccl" or "gloo".
-        tensorboard: also write TensorBoard event files under `<run>/tb/` when tensorboard is installed.
+        loggers: experiment trackers that receive the train/eval scalars, the eval pictures, the resolved config
+            and the final hyper-parameters + metrics: any of "tensorboard", "wandb", "mlflow"
+            (`wam_pipe.runner.tracking`). null = ["tensorboard"]; [] = none. W&B and MLflow are extras
+            (`pip install 'wam-pipe[wandb]'`, `'wam-pipe[mlflow]'`); their credentials and servers come from their
+            own environment variables and config files, never from the pipeline.
+        project: W&B project / MLflow experiment; null = the pipeline's name.
+        tags: tags of the W&B / MLflow run.
+        tensorboard: false drops "tensorboard" from `loggers` (a short switch for tests and quick runs).
         max_nonfinite_steps: with fp16, how many consecutive steps the GradScaler may skip for inf/NaN
             gradients before the run stops naming the loss term.
     """
@@ -75,8 +84,17 @@ class RunSettings:
     ddp_find_unused: bool = False
     ddp_bucket_view: bool = True
     dist_backend: Literal["auto", "nccl", "gloo"] = "auto"
+    loggers: Optional[list[str]] = None
+    project: Optional[str] = None
+    tags: Optional[list[str]] = None
     tensorboard: bool = True
     max_nonfinite_steps: int = 20
+
+    @property
+    def tracker_names(self) -> list[str]:
+        """The loggers this run opens (`loggers`, default TensorBoard, less TensorBoard when `tensorboard` is false)."""
+        names = ["tensorboard"] if self.loggers is None else list(dict.fromkeys(self.loggers))
+        return [n for n in names if n != "tensorboard" or self.tensorboard]
 
     @classmethod
     def from_dict(cls, data: dict, name: str) -> "RunSettings":
@@ -99,6 +117,7 @@ def value_problems(run: dict[str, Any]) -> list[tuple[str, str]]:
     device = run.get("device")
     if isinstance(device, str) and parse_device(device) is None:
         problems.append(("device", f"unknown device {device!r}; use auto, cpu, cuda or cuda:N"))
+    problems.extend(("loggers", message) for message in logger_problems(run.get("loggers")))
     return problems
 
 

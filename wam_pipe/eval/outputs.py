@@ -1,5 +1,5 @@
-"""The files an evaluation writes (rank 0): `<run>/eval/metrics.json`, `<run>/eval/history.jsonl`, TensorBoard
-scalars next to training's, and reading them back (`wam-pipe report`).
+"""The files an evaluation writes (rank 0): `<run>/eval/metrics.json`, `<run>/eval/history.jsonl`, and reading
+them back (`wam-pipe report`). Trackers (TensorBoard, ...) get the same summary through `ctx.tracker`.
 
 `metrics.json` is replaced atomically (temp name, then rename), so a reader never sees half a file.
 """
@@ -36,29 +36,6 @@ def write_metrics(run_dir: Path, metrics: dict[str, Any]) -> Path:
     with open(folder / "history.jsonl", "a") as f:
         f.write(json.dumps(line) + "\n")
     return path
-
-
-def write_tensorboard(run_dir: Path, metrics: dict[str, Any]) -> bool:
-    """Add the summary as `eval/<name>` scalars to `<run>/tb/` when training writes TensorBoard events there.
-
-    Eval never creates `tb/` itself: its presence means the run enabled TensorBoard and it is installed. Returns
-    whether anything was written.
-    """
-    folder = Path(run_dir) / "tb"
-    if not folder.is_dir():
-        return False
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        return False
-    writer = SummaryWriter(log_dir=str(folder), filename_suffix=".eval")
-    try:
-        for name, value in (metrics.get("summary") or {}).items():
-            if isinstance(value, (int, float)):
-                writer.add_scalar(f"eval/{name}", value, metrics["step"])
-    finally:
-        writer.close()
-    return True
 
 
 def read_metrics(where: str | Path) -> dict[str, Any]:

@@ -1,5 +1,5 @@
 """Loss terms of the watermarking step: `WatermarkLosses` holds their weights and computes the active ones."""
 
-from wam_pipe.losses.watermark import WatermarkLosses
+from wam_pipe.losses.watermark import LOSS_TERMS, WatermarkLosses
 
-__all__ = ["WatermarkLosses"]
+__all__ = ["LOSS_TERMS", "WatermarkLosses"]

@@ -8,6 +8,11 @@ import torch
 
 from wam_pipe.losses.terms import decoding_loss, detection_loss, hinge_generator_loss, perceptual_loss
 
+# The loss terms of the embedder+extractor update, in the order they are computed, summed and logged: the one list
+# that the weights, `terms`, `combine`, the step's metrics (`loss_<name>`, `scale_<name>`) and the tests derive from.
+# To add a term: its function in terms.py, its name here, its weight argument below and its line in `terms`.
+LOSS_TERMS = ("detection", "decoding", "perceptual", "adversarial")
+
 
 class WatermarkLosses:
     """Loss terms of the embedder+extractor update and their weights; terms with weight 0 are not computed.
@@ -28,7 +33,8 @@ class WatermarkLosses:
     def __init__(self, detection: float = 1.0, decoding: float = 4.0, perceptual: float = 0.0,
                  perceptual_kind: Literal["mse", "yuv", "ssim"] = "mse", adversarial: float = 0.0,
                  disc_start: int = 0, balanced: bool = True, total_gnorm: float = 0.0):
-        weights = {"detection": detection, "decoding": decoding, "perceptual": perceptual, "adversarial": adversarial}
+        arguments = locals()  # each term's weight is the argument named after it
+        weights = {name: arguments[name] for name in LOSS_TERMS}
         for name, weight in weights.items():
             if weight < 0:
                 raise ValueError(f"{name}: loss weights must be >= 0, got {weight}")
@@ -85,7 +91,7 @@ class WatermarkLosses:
         (tensor arithmetic, no host sync). `grad_scale` (the fp16 GradScaler scale) keeps the gradient norms out of
         fp16 underflow; the scales do not depend on it.
         """
-        names = [n for n in ("detection", "decoding", "perceptual", "adversarial") if n in terms]
+        names = [n for n in LOSS_TERMS if n in terms]
         weights = {n: terms[n].new_full((), self.weights[n]) for n in names}  # no host->device copy
         if "decoding" in weights:
             weights["decoding"] = weights["decoding"] * (terms["decoding_weight"] > 0).float()
@@ -95,6 +101,17 @@ class WatermarkLosses:
             scales = self._balanced_scales(terms, names, weights, last_layer, grad_scale)
         total = sum(scales[n] * terms[n] for n in names)
         return total, {n: s.detach() for n, s in scales.items()}
+
+    def metrics(self, terms: dict[str, torch.Tensor], scales: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """What the step logs of the active terms (detached): `loss_<term>`, and with `balanced` `scale_<term>`
+        (the factor the balancing gave the term)."""
+        metrics: dict[str, torch.Tensor] = {}
+        for name in LOSS_TERMS:
+            if name in terms:
+                metrics[f"loss_{name}"] = terms[name].detach().float()
+                if self.balanced:
+                    metrics[f"scale_{name}"] = scales[name].float()
+        return metrics
 
     def _balanced_scales(self, terms: dict[str, torch.Tensor], names: list[str], weights: dict[str, torch.Tensor],
                          last_layer: torch.nn.Parameter, grad_scale: torch.Tensor | float) -> dict[str, torch.Tensor]:

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wam_pipe.models.checks import ModelConfigError
+from wam_pipe.models.checks import ModelConfigError, nbits_mismatch
 
 
 def resize(imgs: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -45,7 +45,7 @@ class Watermarker(nn.Module):
         img_size: int = 256,
     ):
         super().__init__()
-        if embedder.nbits != extractor.nbits:
+        if nbits_mismatch(embedder.nbits, extractor.nbits):
             raise ModelConfigError(
                 f"Watermarker: embedder.nbits={embedder.nbits} but extractor.nbits={extractor.nbits}; "
                 "give both the same nbits"

@@ -89,8 +89,9 @@ def _why_unreadable(path: Path, err: Exception) -> str:
     return "this is not a PyTorch checkpoint file; give a .pt file written by wam-pipe training"
 
 
-def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint safely; a missing or unreadable file is a one-line UserError."""
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", mmap: bool = False) -> dict[str, Any]:
+    """Read a checkpoint safely; a missing or unreadable file is a one-line UserError. `mmap=True` maps the
+    tensors instead of reading them (cheap when only the small entries are needed)."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: no such checkpoint; give the path of a .pt file written by wam-pipe")
@@ -98,13 +99,14 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         with warnings.catch_warnings():
             # torch warns about pickle protocols of foreign files before failing; the error below says it all.
             warnings.simplefilter("ignore", UserWarning)
-            data = torch.load(path, map_location=map_location, weights_only=True)
+            data = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as err:
         raise UserError(f"{path}: not a readable wam-pipe checkpoint ({type(err).__name__}); "
                         f"{_why_unreadable(path, err)}") from err
     if not isinstance(data, dict) or "model" not in data:
         raise UserError(f"{path}: not a wam-pipe checkpoint (no 'model' entry)")
-    check_weights(data["model"], path)
+    if not mmap:  # a mapped read wants only the small entries: checking every value would read every tensor
+        check_weights(data["model"], path)
     return data
 
 
@@ -122,6 +124,11 @@ def check_weights(state: Any, path: str | Path) -> None:
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             raise UserError(f"{path}: weight {name} holds NaN or infinite values (a diverged run?); use an earlier "
                             "checkpoint")
+
+
+def checkpoint_step(path: str | Path) -> int:
+    """The training step a checkpoint was written at (tensors mapped, not read)."""
+    return int(load_checkpoint(path, mmap=True).get("step") or 0)
 
 
 def _module_of(key: str) -> str:

@@ -19,7 +19,9 @@ from wam_pipe.core import distributed
 from wam_pipe.core.context import RunContext
 from wam_pipe.core.precision import resolve_precision
 from wam_pipe.core.run_lock import DirLock
+from wam_pipe.runner.checkpoint import checkpoint_step
 from wam_pipe.runner.rundir import inspect_run_dir, write_run_files
+from wam_pipe.runner.tracking import final_metrics, flat_hparams, open_trackers
 from wam_pipe.core.seeding import seed_everything
 from wam_pipe.core.settings import RunSettings
 from wam_pipe.runner.train import train
@@ -78,6 +80,7 @@ def _run_locked(pipeline: Pipeline, settings: RunSettings, stages: dict[str, Any
                      local_rank=local_rank, precision=resolve_precision(settings.precision, device))
     if not ctx.is_main:
         ctx.log = lambda message: None
+    failed = True
     try:
         configure_torch(settings, device)
         seed_everything(settings.seed, rank)
@@ -85,13 +88,22 @@ def _run_locked(pipeline: Pipeline, settings: RunSettings, stages: dict[str, Any
             write_run_files(run_dir, pipeline.to_yaml(), pipeline.to_yaml(resolved=True), pipeline.overrides,
                             str(device), world_size, fresh=mode == "overwrite")
         distributed.barrier(ctx)
+        start_step = checkpoint_step(resume_from) if resume_from is not None else 0
+        ctx.tracker = open_trackers(ctx, settings.tracker_names, pipeline.name, settings.project,
+                                    settings.tags or [], start_step)
+        if start_step == 0:
+            ctx.tracker.log_text("config", pipeline.to_yaml(resolved=True))
         _run_stages(ctx, settings, stages, pipeline, only, resume_from)
+        if "step" in stages and only in (None, "step"):
+            ctx.tracker.log_summary(flat_hparams(pipeline.resolved), final_metrics(run_dir))
+        failed = False
     except Exception as err:
         if world_size > 1 and distributed.is_peer_loss(err):
             raise RunFailure(f"rank {rank}: another rank stopped (its own message says why); this rank stopped "
                              "with it") from None
         raise
     finally:
+        ctx.tracker.close(failed)
         distributed.shutdown()
 
 

@@ -32,7 +32,7 @@ from wam_pipe.core.errors import UserError
 # May differ between a run and its resume: they change speed, cadence or length, not completed work.
 RESUMABLE_CHANGES = (
     "run.epochs", "run.eval_every", "run.log_every", "run.checkpoint_every", "run.keep_checkpoints",
-    "run.tensorboard", "run.output_dir", "run.max_nonfinite_steps", "run.cudnn_benchmark", "run.dist_backend",
+    "run.tensorboard", "run.loggers", "run.project", "run.tags", "run.output_dir", "run.max_nonfinite_steps", "run.cudnn_benchmark", "run.dist_backend",
     "stages.load.workers", "stages.load.prefetch_factor", "stages.load.persistent_workers", "stages.load.pin_memory",
 )
 # What `write_run_files` writes before a run does any work.
@@ -107,8 +107,8 @@ def write_run_files(run_dir: Path, config_yaml: str, resolved_yaml: str, overrid
 
 # What a run writes in its run dir: `--overwrite` deletes these and nothing else (notes, folders or a copied
 # checkpoint the user put there stay, as `shard build --overwrite` keeps files it did not write).
-RUN_OUTPUTS = (*RUN_RECORD, "log.jsonl", "curves.png")
-RUN_OUTPUT_DIRS = ("eval", "tb")
+RUN_OUTPUTS = (*RUN_RECORD, "log.jsonl", "curves.png", "mlflow.db")
+RUN_OUTPUT_DIRS = ("eval", "tb", "wandb", "mlartifacts")
 CHECKPOINT_PATTERNS = ("last.pt", "epoch-*.pt", ".*.pt.tmp")
 
 

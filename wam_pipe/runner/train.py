@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from tqdm import tqdm
 
 from wam_pipe.core import distributed
 from wam_pipe.runner.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
@@ -42,10 +45,8 @@ def train(ctx: RunContext, settings: RunSettings, stages: dict[str, Any], run_di
     load, augment, step, evaluator = stages["load"], stages.get("augment"), stages["step"], stages.get("eval")
     load.setup(ctx)
     steps_per_epoch = min(load.batches_per_epoch, settings.steps_per_epoch or math.inf)
-    step.setup(ctx, epochs=settings.epochs, steps_per_epoch=int(steps_per_epoch),
-               static_graph=settings.ddp_static_graph, bucket_view=settings.ddp_bucket_view,
-               channels_last=settings.channels_last, fused_optimizer=settings.fused_optimizer,
-               find_unused=settings.ddp_find_unused)
+    # The step reads the run's switches from the settings, with steps_per_epoch as this loop will run it.
+    step.setup(ctx, dataclasses.replace(settings, steps_per_epoch=int(steps_per_epoch)))
     if evaluator is not None:
         evaluator.setup(ctx)
     start_epoch, global_step = 0, 0
@@ -56,11 +57,10 @@ def train(ctx: RunContext, settings: RunSettings, stages: dict[str, Any], run_di
         start_epoch, global_step = checkpoint["epoch"], checkpoint["step"]
         ctx.log(f"resuming {run_dir} at epoch {start_epoch} (step {global_step}) from {resume_from}")
     # Records of steps after the checkpoint (a run killed mid-epoch) are dropped: those steps are redone.
-    log = TrainLog(ctx, run_dir, settings.tensorboard, start_step=global_step)
+    log = TrainLog(ctx, run_dir, start_step=global_step, total_steps=settings.epochs * int(steps_per_epoch))
     if start_epoch >= settings.epochs:
         ctx.log(f"{run_dir} already finished its {settings.epochs} epochs; to train longer set run.epochs, to start "
                 f"again use --overwrite")
-        log.close()
         return
     ctx.log(f"training {settings.epochs} epochs x {int(steps_per_epoch)} steps on {ctx.world_size} x {ctx.device} "
             f"({ctx.precision})")
@@ -72,6 +72,9 @@ def train(ctx: RunContext, settings: RunSettings, stages: dict[str, Any], run_di
         # The epoch meter reports the failures of the per-log meter's NaN/inf watch, which runs once per step.
         epoch_meter, clock = MetricMeter.sharing_watch(meter), LoopClock()
         batches = iter(load.epoch(epoch))
+        # A bar on a terminal (rank 0); log lines carry the ETA either way.
+        bar = tqdm(total=int(steps_per_epoch), desc=f"epoch {epoch}", leave=False, dynamic_ncols=True,
+                   disable=not (ctx.is_main and sys.stderr.isatty()))
         for _ in range(int(steps_per_epoch)):
             waited = time.perf_counter()
             batch = next(batches, None)
@@ -81,6 +84,7 @@ def train(ctx: RunContext, settings: RunSettings, stages: dict[str, Any], run_di
             clock.images += int(batch["images"].shape[0])
             metrics = step.train_step(batch, augment, epoch)
             global_step += 1  # steps count from 1, in log lines and failure messages alike
+            bar.update()
             meter.update(metrics, global_step)
             epoch_meter.update(metrics, global_step)
             if global_step % settings.log_every == 0:
@@ -91,6 +95,7 @@ def train(ctx: RunContext, settings: RunSettings, stages: dict[str, Any], run_di
                         extra=f"lr {values['lr']:.2e} | {speed['img_per_s']:.1f} img/s, data wait "
                               f"{100 * speed['data_wait']:.0f}%")
                 clock = LoopClock()
+        bar.close()
         log.log("epoch", epoch, global_step, {**epoch_meter.read(), "lr": step.current_lr()})
         step.end_epoch()
 
@@ -99,7 +104,6 @@ def train(ctx: RunContext, settings: RunSettings, stages: dict[str, Any], run_di
             evaluator.evaluate(ctx, step.watermarker, epoch=epoch, step=global_step)
         if last or (epoch + 1) % settings.checkpoint_every == 0:
             _save(ctx, settings, step, run_dir, config_yaml, epoch, global_step)
-    log.close()
 
 
 def _save(ctx: RunContext, settings: RunSettings, step: Any, run_dir: Path, config_yaml: str, epoch: int,

@@ -1,4 +1,4 @@
-"""`TrainLog`: rank 0's record of training: console lines, `<run>/log.jsonl`, optional TensorBoard events."""
+"""`TrainLog`: rank 0's record of training: console lines (with an ETA), `<run>/log.jsonl`, and the trackers."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 from wam_pipe.data.shards.tar_io import atomic_write_bytes
 from wam_pipe.core.context import RunContext
 from wam_pipe.core.disk_full import no_space_names
+from wam_pipe.eval.outputs import eval_dir
 from wam_pipe.runner.meter import format_metrics
 
 
@@ -18,27 +19,22 @@ class TrainLog:
 
     A run restarts from its last checkpoint, so the steps it logged after that checkpoint are done again: the
     constructor drops their records (`start_step` = the checkpoint's step, 0 for a fresh start) from `log.jsonl`
-    and from the evaluation history `<run>/eval/history.jsonl`, and TensorBoard hides its events after that step,
-    so every step appears once.
+    and from the evaluation history `<run>/eval/history.jsonl` (TensorBoard purges its own, see
+    `wam_pipe.runner.tracking`), so every step appears once. Each line also goes to `ctx.tracker`.
     """
 
-    def __init__(self, ctx: RunContext, run_dir: Path, tensorboard: bool, start_step: int = 0):
+    def __init__(self, ctx: RunContext, run_dir: Path, start_step: int = 0, total_steps: int | None = None):
         self.ctx = ctx
         self.path = run_dir / "log.jsonl"
-        self.writer = None
+        # ETA: the pace of this start of the run (a resumed run's earlier pace is unknown).
+        self.start_step, self.total_steps, self.started = start_step, total_steps, time.perf_counter()
         if not ctx.is_main:
             return
-        from wam_pipe.eval.outputs import eval_dir
-
         for path in (self.path, eval_dir(run_dir) / "history.jsonl"):
             dropped = discard_records_after(path, start_step)
             if dropped:
                 ctx.log(f"{path}: dropped {dropped} record(s) after step {start_step} (the checkpoint this run "
                         f"resumes from); they are logged again as the steps are redone")
-        if tensorboard:
-            folder = run_dir / "tb"
-            # purge_step hides the events of the redone steps from TensorBoard.
-            self.writer = _tensorboard_writer(folder, ctx, start_step + 1 if folder.is_dir() else None)
 
     def log(self, kind: str, epoch: int, step: int, values: dict[str, Any], extra: str = "") -> None:
         if not self.ctx.is_main:
@@ -46,16 +42,27 @@ class TrainLog:
         record = {"kind": kind, "epoch": epoch, "step": step, "time": round(time.time(), 3), **values}
         with no_space_names(self.path), open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
-        if self.writer is not None:
-            for name, value in values.items():
-                if isinstance(value, (int, float)):
-                    self.writer.add_scalar(f"{kind}/{name}", value, step)
-            self.writer.flush()
-        self.ctx.log(f"[{kind}] epoch {epoch} step {step} | {format_metrics(values)}{' | ' + extra if extra else ''}")
+        self.ctx.tracker.log_scalars(kind, step, values)
+        tail = " | ".join(part for part in (extra, self.eta(step)) if part)
+        self.ctx.log(f"[{kind}] epoch {epoch} step {step} | {format_metrics(values)}{' | ' + tail if tail else ''}")
 
-    def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
+    def eta(self, step: int) -> str:
+        """`eta 1h02m` from the mean time per step since this start; "" before the first step or without a total."""
+        done = step - self.start_step
+        if not self.total_steps or done <= 0 or step >= self.total_steps:
+            return ""
+        seconds = (time.perf_counter() - self.started) / done * (self.total_steps - step)
+        return f"eta {format_duration(seconds)}"
+
+
+def format_duration(seconds: float) -> str:
+    """`45s`, `12m05s`, `3h07m`."""
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
 
 
 def discard_records_after(path: Path, step: int) -> int:
@@ -81,12 +88,3 @@ def discard_records_after(path: Path, step: int) -> int:
     if dropped:
         atomic_write_bytes(path, "".join(kept).encode())
     return dropped
-
-
-def _tensorboard_writer(folder: Path, ctx: RunContext, purge_step: int | None) -> Any:
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        ctx.log("note: tensorboard is not installed, so no event files are written (pip install tensorboard)")
-        return None
-    return SummaryWriter(log_dir=str(folder), purge_step=purge_step)

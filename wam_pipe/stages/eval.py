@@ -160,7 +160,7 @@ class Eval:
         }
 
     def _write(self, ctx: RunContext, metrics: dict[str, Any], seconds: float) -> None:
-        from wam_pipe.eval.outputs import eval_dir, write_metrics, write_tensorboard
+        from wam_pipe.eval.outputs import eval_dir, write_metrics
         from wam_pipe.eval.pictures import read_jsonl, save_curves_plot, save_robustness_plot
         from wam_pipe.eval.summary import grid_lines, headline, multi_lines
 
@@ -170,7 +170,9 @@ class Eval:
                              metrics["masks"])
         save_curves_plot(run_dir / "curves.png", read_jsonl(run_dir / "log.jsonl"),
                          read_jsonl(eval_dir(run_dir) / "history.jsonl"))
-        write_tensorboard(run_dir, metrics)
+        ctx.tracker.log_scalars("eval", metrics["step"], metrics["summary"])
+        ctx.tracker.log_images("eval", metrics["step"], {"grid": eval_dir(run_dir) / "grid.png",
+                                                         "robustness": eval_dir(run_dir) / "robustness.png"})
         for line in [f"[eval] {headline(metrics)} | {seconds:.1f} s", *grid_lines(metrics), *multi_lines(metrics)]:
             ctx.log(line)
         ctx.log(f"[eval] wrote {path} and pictures in {eval_dir(run_dir)}")

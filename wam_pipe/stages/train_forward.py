@@ -1,7 +1,8 @@
-"""`TrainForward`: the differentiable part of one training step as a single module.
+"""`TrainForward`: the differentiable part of one training step (`wam_pipe.stages.Step`) as a single module.
 
 DDP only prepares gradient reduction when its wrapped module's `forward` runs, so embedding, splicing, augmenting
 and extracting happen inside one `forward` rather than through `Watermarker.embed`/`detect` calls from outside.
+The step wraps this module (not the `Watermarker`) in DDP; everything else of a step lives in `Step`.
 """
 
 from __future__ import annotations
