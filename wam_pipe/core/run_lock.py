@@ -36,15 +36,17 @@ class DirLock:
         directory: the directory to guard (need not exist; its parent is created).
         option: how the user chooses another directory, for the messages.
         suffix: separates independent writers of one directory (a shard build's parts).
+        unwritable: the words for a directory that cannot be created or written, for the messages.
 
     Raises (on enter):
         UserError: another live process holds the lock, or the lock file cannot be created (the parent is not
             writable, lies under a file, ...): the directory is unusable either way.
     """
 
-    def __init__(self, directory: Path, option: str = "--output-dir", suffix: str = ""):
+    def __init__(self, directory: Path, option: str = "--output-dir", suffix: str = "",
+                 unwritable: str = "cannot be written"):
         self.directory = Path(directory)
-        self.option = option
+        self.option, self.unwritable = option, unwritable
         self.path = lock_path(self.directory, suffix)
         self._fd: int | None = None
 
@@ -80,7 +82,7 @@ class DirLock:
             return os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         except OSError as err:
             where = err.filename or self.path
-            raise UserError(f"{self.directory}: cannot be written ({err.strerror or err}: {where}); choose another "
+            raise UserError(f"{self.directory}: {self.unwritable} ({err.strerror or err}: {where}); choose another "
                             f"{self.option}") from None
 
     def __exit__(self, *exc: Any) -> None:

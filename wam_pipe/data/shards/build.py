@@ -11,6 +11,7 @@ not depend on the worker count), write each shard atomically with a done-marker,
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import multiprocessing
 import os
@@ -71,12 +72,20 @@ def build_shards(config: BuildConfig, log: Callable[[str], None] = print) -> Bui
         RunFailure: more than `max_skipped_fraction` of the images were skipped (nothing new is published).
     """
     config.validate()
-    # One writer per output (per part): a second build into it gets "in use by PID on HOST".
-    with DirLock(config.out, "--out", manifest_io.part_suffix(config.part, config.num_parts)):
-        return _build_locked(config, log)
+    # One writer per output (per part): a second build into it gets "in use by PID on HOST". The lock file lies
+    # beside the output; when even its parent is missing, nothing can be there yet and a failed build must leave
+    # nothing behind, so the lock is taken once the output folder has been created.
+    lock = DirLock(config.out, "--out", manifest_io.part_suffix(config.part, config.num_parts),
+                   unwritable="cannot create the output folder")
+    with contextlib.ExitStack() as stack:
+        if lock.path.parent.is_dir():
+            stack.enter_context(lock)
+            lock = None
+        return _build_locked(config, log, stack, lock)
 
 
-def _build_locked(config: BuildConfig, log: Callable[[str], None]) -> BuildResult:
+def _build_locked(config: BuildConfig, log: Callable[[str], None], stack: contextlib.ExitStack,
+                  lock: DirLock | None) -> BuildResult:
     started = time.perf_counter()
     source_sha = sha256_file(config.annotations)
     manifest_file = manifest_io.manifest_path(config.out, config.part, config.num_parts)
@@ -99,6 +108,8 @@ def _build_locked(config: BuildConfig, log: Callable[[str], None]) -> BuildResul
                         "instances JSON whose `images` list is not empty")
     warn_annotation_problems(index, config.annotations, log)
     create_output_dir(config.out)
+    if lock is not None:
+        stack.enter_context(lock)
     fingerprint = fingerprint or fingerprint_images(config.images, index)
     source = _source_record(config, index, source_sha, fingerprint)
     shards = shards if shards is not None else plan_shards(index.images, config)
