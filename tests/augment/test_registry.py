@@ -1,4 +1,5 @@
-"""The registry: 14 names, documented config keys, eval strengths that every augmentation accepts."""
+"""The registry: the 14 reference names, and for every registered augmentation (parametrized over the registry, so
+a new one is tested without editing this file): documented config keys, eval strengths that it accepts."""
 
 from __future__ import annotations
 
@@ -8,21 +9,56 @@ import pytest
 import torch
 
 import wam_pipe.augment as augment
-from wam_pipe.augment import AUGMENTATIONS, EVAL_STRENGTHS, build_augmentation
+from wam_pipe.augment import AUGMENTATIONS, EVAL_STRENGTHS, build_augmentation, register_augmentation
+from wam_pipe.augment.base import Augmentation
+from wam_pipe.eval.grid import REFERENCE_GRID, Setting, build_settings
 
+# The reference's augmentations (docs/eval.md), in its order: a fact to check the registry against.
 NAMES = ["identity", "hflip", "rotate", "resize", "crop", "perspective", "crop_resize_pad", "jpeg", "gaussian_blur",
          "median_filter", "brightness", "contrast", "saturation", "hue"]
 
 
 def test_the_fourteen_reference_augmentations_are_registered():
-    assert list(AUGMENTATIONS) == NAMES
-    assert set(EVAL_STRENGTHS) == set(NAMES)
-    for name, cls in AUGMENTATIONS.items():
-        assert cls.name == name
-        assert cls.__name__ in augment.__all__, "YAML names it as wam_pipe.augment.<Class>"
+    assert list(AUGMENTATIONS)[:len(NAMES)] == NAMES
+    assert set(EVAL_STRENGTHS) == set(AUGMENTATIONS)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", list(AUGMENTATIONS))
+def test_registered_under_its_name_and_exported(name):
+    cls = AUGMENTATIONS[name]
+    assert cls.name == name
+    assert cls.__name__ in augment.__all__, "YAML names it as wam_pipe.augment.<Class>"
+    assert getattr(augment, cls.__name__) is cls
+
+
+def test_the_reference_grid_is_frozen_at_the_reference_35_settings():
+    assert isinstance(REFERENCE_GRID, tuple) and len(REFERENCE_GRID) == 35
+    assert list(dict.fromkeys(s.aug for s in REFERENCE_GRID)) == NAMES
+    # the registered strengths of the reference augmentations are the reference's
+    assert list(REFERENCE_GRID) == build_settings({name: None for name in NAMES})
+    assert build_settings(None) == list(REFERENCE_GRID)
+
+
+def test_registering_an_augmentation_leaves_the_default_grid_alone(monkeypatch):
+    # registered into the real registry; monkeypatch removes the entries again afterwards
+    monkeypatch.setitem(AUGMENTATIONS, "posterize_test", None)
+    monkeypatch.setitem(EVAL_STRENGTHS, "posterize_test", None)
+    del AUGMENTATIONS["posterize_test"], EVAL_STRENGTHS["posterize_test"]
+    before = build_settings(None)
+
+    @register_augmentation("posterize_test", eval_strengths=(2, 4))
+    class Posterize(Augmentation):
+        pass
+
+    assert AUGMENTATIONS["posterize_test"] is Posterize and Posterize.name == "posterize_test"
+    assert EVAL_STRENGTHS["posterize_test"] == (2, 4)
+    assert build_settings({"posterize_test": None}) == [Setting("posterize_test", 2.0), Setting("posterize_test", 4.0)]
+    assert build_settings(None) == before == list(REFERENCE_GRID)
+    with pytest.raises(ValueError, match="taken by"):
+        register_augmentation("rotate")(Posterize)
+
+
+@pytest.mark.parametrize("name", list(AUGMENTATIONS))
 def test_docstring_lists_every_config_key(name):
     cls = AUGMENTATIONS[name]
     doc = inspect.getdoc(cls)
@@ -33,7 +69,7 @@ def test_docstring_lists_every_config_key(name):
     assert "strength" in doc, f"{name}: the meaning of strength is not documented"
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", list(AUGMENTATIONS))
 def test_every_eval_strength_runs_deterministically(name):
     aug = build_augmentation(name)
     torch.manual_seed(0)

@@ -15,7 +15,7 @@ from wam_pipe.cli import main
 from wam_pipe.inference.calibrate import CASES
 from wam_pipe.inference.detect import DEFAULT_MIN_FRACTION
 from wam_pipe.models import ConvEmbedder, ConvExtractor, Watermarker
-from wam_pipe.runner.checkpoint import save_checkpoint
+from wam_pipe.core.checkpoint import save_checkpoint
 
 
 @pytest.fixture

@@ -107,13 +107,13 @@ def test_quickstart_constructor_errors_all_at_once(repo_root):
     """The audit's case: two model errors and an augmentation error, one run."""
     path = repo_root / "pipelines" / "quickstart.yaml"
     overrides = ["stages.step.embedder.channels=0", "stages.step.extractor.channels=0",
-                 "stages.augment.augs.blur.kernel_size=[4,4]"]
+                 "stages.augment.augs.gaussian_blur.kernel_size=[4,4]"]
     with pytest.raises(ConfigError) as info:
         pipeline = compose(path, overrides)
         build_stages(pipeline.resolved, pipeline.file)
     joined = "\n".join(info.value.errors)
     assert len(info.value.errors) == 3, joined
-    assert f"{path}: stages.augment.augs.blur.kernel_size: [4, 4] contains no odd size" in joined
+    assert f"{path}: stages.augment.augs.gaussian_blur.kernel_size: [4, 4] contains no odd size" in joined
     assert textwrap.dedent(f"""\
         {path}: stages.step.embedder: could not build: ModelConfigError: ConvEmbedder: channels=0: must be positive
         {path}: stages.step.extractor: could not build: ModelConfigError: ConvExtractor: channels=0: must be positive

@@ -49,7 +49,7 @@ def test_validate_refuses_a_pipeline_alias_bomb_in_one_line(tmp_path, no_hang):
 
 
 def test_a_checkpoint_config_alias_bomb_is_refused():
-    from wam_pipe.inference.loading import model_node
+    from wam_pipe.config.checkpoint_model import model_node
 
     with pytest.raises(UserError, match="ckpt.pt: the checkpoint's pipeline config: the YAML expands"):
         model_node(alias_bomb(7) + "stages: {step: {}}\n", "ckpt.pt")

@@ -45,15 +45,6 @@ def test_jnd_is_applied_and_saved():
     assert "jnd.kernel_lum" in wm.state_dict()
 
 
-def test_forward_dispatch_matches_methods():
-    wm = small_watermarker()
-    imgs, msgs = torch.randn(1, 3, 32, 32), torch.zeros(1, 8)
-    torch.testing.assert_close(wm("embed", imgs, msgs), wm.embed(imgs, msgs))
-    torch.testing.assert_close(wm("detect", imgs), wm.detect(imgs))
-    with pytest.raises(ValueError, match="unknown task"):
-        wm("extract", imgs)
-
-
 def test_gradients_reach_both_networks_through_embed_and_detect():
     wm = small_watermarker()
     imgs, msgs = torch.randn(2, 3, 32, 32), torch.randint(0, 2, (2, 8)).float()

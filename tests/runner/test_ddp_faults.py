@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from wam_pipe.runner.checkpoint import KILL_HOOK_ENV, load_checkpoint
+from wam_pipe.core.checkpoint import KILL_HOOK_ENV, load_checkpoint
 
 pytestmark = pytest.mark.slow  # three or four two-process runs
 

@@ -7,7 +7,7 @@ import torch
 
 from wam_pipe.core.context import RunContext
 from wam_pipe.core.errors import RunFailure
-from wam_pipe.runner.checkpoint import load_checkpoint, save_checkpoint
+from wam_pipe.core.checkpoint import load_checkpoint, save_checkpoint
 from wam_pipe.runner.train_log import TrainLog
 
 

@@ -11,6 +11,7 @@ from torch.overrides import TorchFunctionMode
 from wam_pipe.augment import (
     AUGMENTATIONS,
     ColorJitter,
+    GaussianBlur,
     HorizontalFlip,
     Identity,
     MaskSampler,
@@ -210,3 +211,24 @@ def test_wam_pipe_validate_reports_bad_values_with_their_keys():
     ]
     for line in expected:
         assert line in errors, errors
+
+
+def test_a_registered_augmentation_is_named_as_the_eval_grid_names_it():
+    """Training says `gaussian_blur` as eval does: the old `blur` gets a did-you-mean, in validation and in Python."""
+    from wam_pipe.config.validate import validate
+
+    config = OmegaConf.create("""
+    version: 1
+    name: old-name
+    stages:
+      augment:
+        _target_: wam_pipe.stages.Augment
+        augs:
+          blur: {_target_: wam_pipe.augment.GaussianBlur, kernel_size: [3, 3]}
+    """)
+    _, errors = validate(config, "p.yaml")
+    assert "p.yaml: stages.augment.augs.blur: unknown augmentation name 'blur' (did you mean 'gaussian_blur'?); " \
+           "entries are named as in the registry and the eval grid, and GaussianBlur is 'gaussian_blur'" in errors
+    with pytest.raises(ValueError, match=r"augs.blur: unknown augmentation name 'blur' \(did you mean 'gaussian_blur'"):
+        Augment(augs={"blur": GaussianBlur()})
+    assert Augment(augs={"gaussian_blur": GaussianBlur()}).names == ["gaussian_blur"]

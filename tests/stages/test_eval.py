@@ -161,12 +161,13 @@ def test_config_mistakes_are_reported_at_validation(repo_root, capsys):
 
 
 def test_missing_checkpoint_is_a_user_error(tmp_path):
+    """Evaluation alone: the runner asks the stage for its checkpoint before rebuilding the model from it."""
     stage = Eval(data=None)
     with pytest.raises(UserError, match="not set and .*last.pt does not exist"):
-        stage.run(RunContext(run_dir=tmp_path))
+        stage.checkpoint_path(RunContext(run_dir=tmp_path))
     stage = Eval(data=None, checkpoint=str(tmp_path / "nope.pt"))
     with pytest.raises(UserError, match="no such checkpoint"):
-        stage.run(RunContext(run_dir=tmp_path))
+        stage.checkpoint_path(RunContext(run_dir=tmp_path))
 
 
 def test_setup_caps_the_loader_once(tmp_path):

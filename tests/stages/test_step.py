@@ -15,7 +15,7 @@ from wam_pipe.config import compose
 from wam_pipe.core.errors import ConfigError, UserError
 from wam_pipe.losses import WatermarkLosses
 from wam_pipe.models import ConvEmbedder, ConvExtractor, PatchDiscriminator
-from wam_pipe.runner.checkpoint import save_checkpoint
+from wam_pipe.core.checkpoint import save_checkpoint
 from wam_pipe.core.context import RunContext
 from wam_pipe.core.settings import RunSettings
 from wam_pipe.stages import Augment, Step

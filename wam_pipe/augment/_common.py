@@ -14,6 +14,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from wam_pipe.core.signature import instance_for_check
+
 
 class InvalidSetting(ValueError):
     """A configuration value out of its allowed range; `key` is relative to the component (`degrees`, `box`)."""
@@ -27,8 +29,6 @@ def config_problems(cls: type, node: Mapping[str, Any]) -> list[tuple[str, str]]
     """The `check_config` hook of `wam-pipe validate`: build `cls` from a YAML node (constructors are cheap) and
     report an `InvalidSetting` as `(key, problem)`. Wrong types and unresolved values are left to the signature
     check, which reports them already."""
-    from wam_pipe.config.signature import instance_for_check
-
     try:
         instance_for_check(cls, node)  # None on wrong types (a TypeError)
     except InvalidSetting as err:
@@ -100,13 +100,6 @@ def resize_images(imgs: torch.Tensor, height: int, width: int, antialias: bool =
     if imgs.shape[-2:] == (height, width):
         return imgs
     return F.interpolate(imgs, size=(height, width), mode="bilinear", align_corners=False, antialias=antialias)
-
-
-def resize_masks(masks: torch.Tensor, height: int, width: int) -> torch.Tensor:
-    """Nearest resize of `(B, K, H, W)` masks; `nearest-exact` keeps pixel centres aligned with the image."""
-    if masks.shape[-2:] == (height, width):
-        return masks
-    return F.interpolate(masks, size=(height, width), mode="nearest-exact")
 
 
 def as_float_masks(masks: torch.Tensor, imgs: torch.Tensor) -> torch.Tensor:

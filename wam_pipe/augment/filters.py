@@ -11,6 +11,7 @@ import torch.nn.functional as F
 
 from wam_pipe.augment._common import InvalidSetting, check_range, randint, to_device
 from wam_pipe.augment.base import Params, ValuemetricAugmentation, require_strength
+from wam_pipe.augment.registry import register_augmentation
 
 # Largest unfolded median block, in elements (64 MiB of float32): bounds memory for 17x17 kernels on big batches.
 _MEDIAN_BLOCK_ELEMENTS = 1 << 24
@@ -101,6 +102,7 @@ class _KernelFilter(ValuemetricAugmentation):
         return {"size": _fixed_odd(self.name, strength)}
 
 
+@register_augmentation("gaussian_blur", eval_strengths=(3, 5, 9, 17))
 class GaussianBlur(_KernelFilter):
     """Gaussian blur. `strength` = the odd kernel size (sigma follows from it as in torchvision).
 
@@ -109,8 +111,6 @@ class GaussianBlur(_KernelFilter):
         kernel_size: `[min, max]` training range; odd sizes in it are drawn uniformly (default [3, 17]).
     """
 
-    name = "gaussian_blur"
-
     def __init__(self, weight: float = 1.0, kernel_size: list[int] = (3, 17)) -> None:
         super().__init__(weight, kernel_size)
 
@@ -118,6 +118,7 @@ class GaussianBlur(_KernelFilter):
         return gaussian_blur(pixels, [int(k) for k in params["size"]])
 
 
+@register_augmentation("median_filter", eval_strengths=(3, 5, 9, 17))
 class MedianFilter(_KernelFilter):
     """Median filter; the gradient passes straight through. `strength` = the odd kernel size.
 
@@ -126,7 +127,6 @@ class MedianFilter(_KernelFilter):
         kernel_size: `[min, max]` training range; odd sizes in it are drawn uniformly (default [3, 7]).
     """
 
-    name = "median_filter"
     straight_through = True
 
     def __init__(self, weight: float = 1.0, kernel_size: list[int] = (3, 7)) -> None:

@@ -15,19 +15,20 @@ from wam_pipe.augment._common import (
     check_range,
     per_sample_map,
     resize_images,
-    resize_masks,
     to_device,
     uniform,
 )
 from wam_pipe.augment.base import Augmentation, Params, require_strength
+from wam_pipe.augment.registry import register_augmentation
 from wam_pipe.augment.warp import image_corners, perspective_matrices, rotation_matrices, warp
-from wam_pipe.core.imaging import from_unit
+from wam_pipe.core.imaging import from_unit, resize_masks
 
 # The eval grid's perspective corners: a fixed draw, so that `apply` is deterministic yet a real perspective
 # (equal corner shifts would only zoom out).
 _FIXED_CORNER_SEED = 0
 
 
+@register_augmentation("identity")
 class Identity(Augmentation):
     """No edit. `strength` is ignored.
 
@@ -35,13 +36,13 @@ class Identity(Augmentation):
         weight: relative probability of being picked (default 1.0).
     """
 
-    name = "identity"
     geometric = True
 
     def transform(self, imgs: torch.Tensor, masks: torch.Tensor, params: Params) -> Pair:
         return imgs, masks
 
 
+@register_augmentation("hflip")
 class HorizontalFlip(Augmentation):
     """Mirror left-right. `strength` is ignored.
 
@@ -49,13 +50,13 @@ class HorizontalFlip(Augmentation):
         weight: relative probability of being picked (default 1.0).
     """
 
-    name = "hflip"
     geometric = True
 
     def transform(self, imgs: torch.Tensor, masks: torch.Tensor, params: Params) -> Pair:
         return imgs.flip(-1), masks.flip(-1)
 
 
+@register_augmentation("rotate", eval_strengths=(10, 30, 45, 90))
 class Rotate(Augmentation):
     """Rotate about the centre, counter-clockwise, without expanding; corners are filled with the mean colour.
 
@@ -66,7 +67,6 @@ class Rotate(Augmentation):
         degrees: `[min, max]` training range of the angle (default [-10, 10]).
     """
 
-    name = "rotate"
     geometric = True
 
     def __init__(self, weight: float = 1.0, degrees: list[float] = (-10.0, 10.0)) -> None:
@@ -83,6 +83,7 @@ class Rotate(Augmentation):
         return warp(imgs, masks, rotation_matrices(params["degrees"], imgs.shape[-2], imgs.shape[-1]))
 
 
+@register_augmentation("resize", eval_strengths=(0.5, 0.75))
 class Resize(Augmentation):
     """Shrink or enlarge, then resize back to the input size: a resampling blur that keeps the geometry.
 
@@ -93,7 +94,6 @@ class Resize(Augmentation):
         scale: `[min, max]` training range of the per-side factor (default [0.7, 1.5]).
     """
 
-    name = "resize"
     geometric = True
 
     def __init__(self, weight: float = 1.0, scale: list[float] = (0.7, 1.5)) -> None:
@@ -114,12 +114,13 @@ class Resize(Augmentation):
             h = max(1, round(height * float(params["scale_h"][i])))
             w = max(1, round(width * float(params["scale_w"][i])))
             x = resize_images(resize_images(x, h, w), height, width)
-            m = resize_masks(resize_masks(m, h, w), height, width)
+            m = resize_masks(resize_masks(m, (h, w)), (height, width))
             return x, m
 
         return per_sample_map(one, imgs, masks, params["scale_h"].shape[0])
 
 
+@register_augmentation("crop", eval_strengths=(0.5, 0.75))
 class Crop(Augmentation):
     """Keep a window and resize it back to the input size (a zoom); the masks are cropped identically.
 
@@ -131,7 +132,6 @@ class Crop(Augmentation):
         size: `[min, max]` training range of the kept fraction of a side (default [0.33, 1.0]).
     """
 
-    name = "crop"
     geometric = True
 
     def __init__(self, weight: float = 1.0, size: list[float] = (0.33, 1.0)) -> None:
@@ -156,12 +156,13 @@ class Crop(Augmentation):
             top = round(float(params["pos_y"][i]) * (height - h))
             left = round(float(params["pos_x"][i]) * (width - w))
             x = resize_images(x[..., top : top + h, left : left + w], height, width)
-            m = resize_masks(m[..., top : top + h, left : left + w], height, width)
+            m = resize_masks(m[..., top : top + h, left : left + w], (height, width))
             return x, m
 
         return per_sample_map(one, imgs, masks, params["frac_h"].shape[0])
 
 
+@register_augmentation("perspective", eval_strengths=(0.2, 0.5, 0.8))
 class Perspective(Augmentation):
     """Move each corner inwards by up to `distortion` x half the side, as torchvision's RandomPerspective.
 
@@ -173,7 +174,6 @@ class Perspective(Augmentation):
         distortion: `[min, max]` training range of the distortion scale (default [0.1, 0.5]).
     """
 
-    name = "perspective"
     geometric = True
 
     def __init__(self, weight: float = 1.0, distortion: list[float] = (0.1, 0.5)) -> None:
@@ -198,6 +198,7 @@ class Perspective(Augmentation):
         return warp(imgs, masks, perspective_matrices(source, source + offsets))
 
 
+@register_augmentation("crop_resize_pad", eval_strengths=(0.7,))
 class CropResizePad(Augmentation):
     """Resize, crop a part, and paste it on a solid-colour canvas of the input size; masks are zero-padded.
 
@@ -212,7 +213,6 @@ class CropResizePad(Augmentation):
         crop: `[min, max]` training range of the kept fraction of the resized sides (default [0.5, 0.66]).
     """
 
-    name = "crop_resize_pad"
     geometric = True
 
     def __init__(self, weight: float = 1.0, resize: list[float] = (0.7, 1.5),
@@ -258,7 +258,7 @@ def _resize_crop_paste(imgs: torch.Tensor, masks: torch.Tensor, params: Params,
     h, w = min(height, max(1, round(rh * p("crop_h")))), min(width, max(1, round(rw * p("crop_w"))))
     top, left = round(p("crop_y") * (rh - h)), round(p("crop_x") * (rw - w))
     x = resize_images(imgs, rh, rw, antialias=False)[..., top : top + h, left : left + w]
-    m = resize_masks(masks, rh, rw)[..., top : top + h, left : left + w]
+    m = resize_masks(masks, (rh, rw))[..., top : top + h, left : left + w]
     py, px = round(p("paste_y") * (height - h)), round(p("paste_x") * (width - w))
     pad = (px, width - w - px, py, height - h - py)  # (left, right, top, bottom): places the window on the canvas
     inside = F.pad(torch.ones_like(x[:, :1]), pad)  # (b, 1, H, W): 1 where the window lands

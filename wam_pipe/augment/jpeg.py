@@ -1,4 +1,5 @@
-"""JPEG compression through torchvision's codecs: per image on the CPU, batched with nvjpeg on CUDA.
+"""JPEG compression: per image on the CPU through `core.codecs` (TorchCodec when installed, else torchvision.io,
+else Pillow), batched with torchvision's nvjpeg on CUDA.
 
 JPEG is the one augmentation that cannot avoid a host-device synchronization on a GPU: the encoder must learn each
 file's byte length before the decoder can read it. It is one sync for the batches that pick JPEG, not per step.
@@ -14,7 +15,9 @@ import torch
 from torchvision.io import ImageReadMode, decode_jpeg, encode_jpeg
 
 from wam_pipe.augment._common import check_range, randint
+from wam_pipe.core.codecs import jpeg_roundtrip_cpu
 from wam_pipe.augment.base import Params, ValuemetricAugmentation, require_strength
+from wam_pipe.augment.registry import register_augmentation
 
 
 def _codec_quietly(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -43,11 +46,11 @@ def jpeg_roundtrip(images: torch.Tensor, qualities: list[int]) -> torch.Tensor:
         decoded = _codec_quietly(decode_jpeg, encoded, mode=ImageReadMode.RGB, device=images.device)
     else:
         for i in range(batch):
-            data = _codec_quietly(encode_jpeg, images[i].contiguous(), quality=per_image[i])
-            decoded[i] = _codec_quietly(decode_jpeg, data, mode=ImageReadMode.RGB)
+            decoded[i] = jpeg_roundtrip_cpu(images[i], per_image[i])
     return torch.stack(decoded)  # (B, 3, H, W)
 
 
+@register_augmentation("jpeg", eval_strengths=(40, 60, 80))
 class JPEG(ValuemetricAugmentation):
     """JPEG compression and decompression; the gradient passes straight through.
 
@@ -58,7 +61,6 @@ class JPEG(ValuemetricAugmentation):
         quality: `[min, max]` training range of the integer quality (default [40, 80]).
     """
 
-    name = "jpeg"
     straight_through = True
 
     def __init__(self, weight: float = 1.0, quality: list[int] = (40, 80)) -> None:

@@ -1,40 +1,45 @@
-"""Name -> class of the 14 augmentations, and the reference's evaluation strengths for each.
+"""The augmentation registry: name -> class and name -> evaluation strengths, filled by `@register_augmentation`.
 
-The names are the keys a pipeline uses under `stages.augment.augs` and the `aug` column of the eval grid.
+Each augmentation class registers itself where it is defined, in the manner of timm's `register_model`:
+
+    @register_augmentation("gaussian_blur", eval_strengths=(3, 5, 9, 17))
+    class GaussianBlur(ValuemetricAugmentation): ...
+
+The name is the key a pipeline uses under `stages.augment.augs` and the `aug` column of the eval grid; the eval
+strengths are what `eval.augs: {name: null}` evaluates. Importing `wam_pipe.augment` imports every augmentation
+module, so the registry is complete once that package is imported. The default eval grid is *not* derived from
+here: it is the frozen `wam_pipe.eval.grid.REFERENCE_GRID`, so registering an augmentation never changes it.
 """
 
 from __future__ import annotations
 
+from typing import Callable, TypeVar
+
 from wam_pipe.augment.base import Augmentation
-from wam_pipe.augment.filters import GaussianBlur, MedianFilter
-from wam_pipe.augment.geometric import Crop, CropResizePad, HorizontalFlip, Identity, Perspective, Resize, Rotate
-from wam_pipe.augment.jpeg import JPEG
-from wam_pipe.augment.valuemetric import Brightness, Contrast, Hue, Saturation
 
-AUGMENTATIONS: dict[str, type[Augmentation]] = {
-    cls.name: cls
-    for cls in (Identity, HorizontalFlip, Rotate, Resize, Crop, Perspective, CropResizePad, JPEG, GaussianBlur,
-                MedianFilter, Brightness, Contrast, Saturation, Hue)
-}
+AUGMENTATIONS: dict[str, type[Augmentation]] = {}
+# The evaluation strengths of each augmentation (`(None,)`: it takes no strength). The meaning of a strength is
+# documented on each class.
+EVAL_STRENGTHS: dict[str, tuple[float | None, ...]] = {}
 
-# The reference validation strengths (`None`: the augmentation takes no strength). The meaning of a strength is
-# documented on each class; crop_resize_pad's 0.7 is the middle of the reference's 0.6-0.8 evaluation setting.
-EVAL_STRENGTHS: dict[str, tuple[float | None, ...]] = {
-    "identity": (None,),
-    "hflip": (None,),
-    "rotate": (10, 30, 45, 90),
-    "resize": (0.5, 0.75),
-    "crop": (0.5, 0.75),
-    "perspective": (0.2, 0.5, 0.8),
-    "crop_resize_pad": (0.7,),
-    "jpeg": (40, 60, 80),
-    "gaussian_blur": (3, 5, 9, 17),
-    "median_filter": (3, 5, 9, 17),
-    "brightness": (0.5, 1.5),
-    "contrast": (0.5, 1.5),
-    "saturation": (0.5, 1.5),
-    "hue": (-0.5, -0.25, 0.25, 0.5),
-}
+A = TypeVar("A", bound=type[Augmentation])
+
+
+def register_augmentation(name: str, eval_strengths: tuple[float | None, ...] = (None,)) -> Callable[[A], A]:
+    """Class decorator: register an augmentation under `name` (sets `cls.name`) with its eval strengths."""
+    strengths = tuple(eval_strengths)
+    if not strengths or (None in strengths and strengths != (None,)):
+        raise ValueError(f"register_augmentation({name!r}): eval_strengths must be numbers, or (None,) for none")
+
+    def register(cls: A) -> A:
+        if name in AUGMENTATIONS and AUGMENTATIONS[name] is not cls:
+            raise ValueError(f"register_augmentation: {name!r} is taken by {AUGMENTATIONS[name].__qualname__}")
+        cls.name = name
+        AUGMENTATIONS[name] = cls
+        EVAL_STRENGTHS[name] = strengths
+        return cls
+
+    return register
 
 
 def build_augmentation(name: str, **kwargs: object) -> Augmentation:

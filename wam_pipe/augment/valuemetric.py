@@ -11,6 +11,7 @@ import torch
 
 from wam_pipe.augment._common import InvalidSetting, check_range, config_problems, uniform
 from wam_pipe.augment.base import Params, ValuemetricAugmentation, per_image, require_strength
+from wam_pipe.augment.registry import register_augmentation
 from wam_pipe.augment.color import adjust_brightness, adjust_contrast, adjust_hue, adjust_saturation
 from wam_pipe.core.imaging import from_unit, to_unit
 
@@ -32,6 +33,7 @@ class _FactorAugmentation(ValuemetricAugmentation):
         return {"value": torch.tensor([require_strength(self.name, strength)], dtype=torch.float64)}
 
 
+@register_augmentation("brightness", eval_strengths=(0.5, 1.5))
 class Brightness(_FactorAugmentation):
     """Multiply intensities. `strength` = the factor (1 = unchanged, 0.5 darker, 1.5 brighter).
 
@@ -39,8 +41,6 @@ class Brightness(_FactorAugmentation):
         weight: relative probability of being picked (default 1.0).
         factor: `[min, max]` training range of the factor (default [0.5, 2.0]).
     """
-
-    name = "brightness"
 
     def __init__(self, weight: float = 1.0, factor: list[float] = (0.5, 2.0)) -> None:
         super().__init__(weight, factor, low=0.0)
@@ -50,6 +50,7 @@ class Brightness(_FactorAugmentation):
         return adjust_brightness(pixels, per_image(params["value"], pixels))
 
 
+@register_augmentation("contrast", eval_strengths=(0.5, 1.5))
 class Contrast(_FactorAugmentation):
     """Blend with the mean grey level. `strength` = the factor (1 = unchanged, 0.5 flatter, 1.5 stronger).
 
@@ -57,8 +58,6 @@ class Contrast(_FactorAugmentation):
         weight: relative probability of being picked (default 1.0).
         factor: `[min, max]` training range of the factor (default [0.5, 2.0]).
     """
-
-    name = "contrast"
 
     def __init__(self, weight: float = 1.0, factor: list[float] = (0.5, 2.0)) -> None:
         super().__init__(weight, factor, low=0.0)
@@ -68,6 +67,7 @@ class Contrast(_FactorAugmentation):
         return adjust_contrast(pixels, per_image(params["value"], pixels))
 
 
+@register_augmentation("saturation", eval_strengths=(0.5, 1.5))
 class Saturation(_FactorAugmentation):
     """Blend with the grey image. `strength` = the factor (1 = unchanged, 0 = grey, 1.5 more saturated).
 
@@ -75,8 +75,6 @@ class Saturation(_FactorAugmentation):
         weight: relative probability of being picked (default 1.0).
         factor: `[min, max]` training range of the factor (default [0.5, 2.0]).
     """
-
-    name = "saturation"
 
     def __init__(self, weight: float = 1.0, factor: list[float] = (0.5, 2.0)) -> None:
         super().__init__(weight, factor, low=0.0)
@@ -86,6 +84,7 @@ class Saturation(_FactorAugmentation):
         return adjust_saturation(pixels, per_image(params["value"], pixels))
 
 
+@register_augmentation("hue", eval_strengths=(-0.5, -0.25, 0.25, 0.5))
 class Hue(_FactorAugmentation):
     """Rotate the hue. `strength` = the shift in turns of the colour wheel, in [-0.5, 0.5] (0 = unchanged).
 
@@ -94,7 +93,6 @@ class Hue(_FactorAugmentation):
         shift: `[min, max]` training range of the shift (default [-0.1, 0.1]).
     """
 
-    name = "hue"
     range_key = "shift"
 
     def __init__(self, weight: float = 1.0, shift: list[float] = (-0.1, 0.1)) -> None:

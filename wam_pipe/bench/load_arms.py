@@ -29,6 +29,8 @@ from wam_pipe.data.readers.decode import Collate, decode_stored
 from wam_pipe.data.readers.mask_select import MaskSelector
 from wam_pipe.data.readers.epoch_plan import Piece
 from wam_pipe.data.shards.tar_io import EncodedSample, read_samples
+from wam_pipe.data.readers.decode import preload_decoder
+from wam_pipe.data.readers.stream import make_loader
 
 
 @dataclass
@@ -94,8 +96,6 @@ class FolderSource:
         self.size, self.decoder = size, decoder
 
     def preload(self) -> None:
-        from wam_pipe.data.readers.decode import preload_decoder
-
         preload_decoder(self.decoder)
 
     def read(self, pieces: Iterable[Piece]) -> Iterator[EncodedSample]:
@@ -121,8 +121,6 @@ class MemorySource:
         self.size, self.decoder = int(manifest["settings"]["size"]), decoder
 
     def preload(self) -> None:
-        from wam_pipe.data.readers.decode import preload_decoder
-
         preload_decoder(self.decoder)
 
     def read(self, pieces: Iterable[Piece]) -> Iterator[EncodedSample]:
@@ -156,8 +154,6 @@ class LoaderArm:
         self.stream: Any = None
 
     def setup(self) -> None:
-        from wam_pipe.data.readers.stream import make_loader
-
         self.stream = self._make_stream()
         self.loader = make_loader(self.stream, self.settings.workers, self.settings.prefetch_factor,
                                   persistent_workers=True, pin_memory=False, batch_ring=self.batch_ring)
@@ -224,7 +220,6 @@ class CeilingArm:
         for shard in self.manifest["shards"]:
             _CEILING_SAMPLES.extend(read_samples(self.shard_dir / shard["name"]))
         _CEILING_ARGS.update(settings=self.settings, size=int(self.manifest["settings"]["size"]))
-        from wam_pipe.data.readers.decode import preload_decoder
 
         preload_decoder(self.settings.decoder)  # before forking, as the loader arms do
         processes = max(self.settings.workers, 1)

@@ -23,6 +23,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+from wam_pipe.bench.load_arms import ArmSettings, CeilingArm, FolderSource, LoaderArm, MemorySource, drop_from_page_cache, extract_to_folder
+from wam_pipe.core.errors import UserError
+from wam_pipe.data.coco_index import load_coco_index
+from wam_pipe.data.readers.decode import Collate, preload_decoder
+from wam_pipe.data.readers.per_file import PerFileSource
+from wam_pipe.data.readers.shard_source import ShardSource
+from wam_pipe.data.readers.stream import EpochStream
+from wam_pipe.data.shards.build import build_shards, default_workers
+from wam_pipe.data.shards.build_state import BuildConfig
+
 ARMS = ("per_file_reference", "per_file_resized", "shards", "shards_no_ring", "decode_ceiling",
         "decode_ceiling_delivered")
 
@@ -42,8 +52,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from wam_pipe.core.errors import UserError
-
     if args.workers < 0 or args.batch_size < 1 or args.epochs < 1:
         raise UserError("bench load: need --workers >= 0, --batch-size >= 1 and --epochs >= 1")
     workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="wam-bench-load-"))
@@ -61,12 +69,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _prepare(workdir: Path, args: argparse.Namespace) -> tuple[Path, dict[str, Any], Path, list[Path]]:
-    from wam_pipe.bench.load_arms import extract_to_folder
-    from wam_pipe.data.shards.build import build_shards
-    from wam_pipe.data.shards.build_state import BuildConfig
-    from wam_pipe.data.coco_index import load_coco_index
-    from wam_pipe.core.errors import UserError
-
     count = len(load_coco_index(args.annotations).images)
     per_shard = args.samples_per_shard or max(1, min(512, count // (4 * max(args.workers, 1))))
     shard_dir = workdir / "shards"
@@ -84,13 +86,6 @@ def _prepare(workdir: Path, args: argparse.Namespace) -> tuple[Path, dict[str, A
 
 
 def _make_arms(args: argparse.Namespace, shard_dir: Path, manifest: dict, resized: Path, resized_files: list[Path]):
-    from wam_pipe.bench.load_arms import ArmSettings, CeilingArm, FolderSource, LoaderArm, MemorySource
-    from wam_pipe.data.coco_index import load_coco_index
-    from wam_pipe.data.readers.decode import Collate
-    from wam_pipe.data.readers.per_file import PerFileSource
-    from wam_pipe.data.readers.stream import EpochStream
-    from wam_pipe.data.readers.shard_source import ShardSource
-
     settings = ArmSettings(batch_size=args.batch_size, workers=args.workers, decoder=args.decoder)
     size = int(manifest["settings"]["size"])
 
@@ -121,16 +116,10 @@ def _make_arms(args: argparse.Namespace, shard_dir: Path, manifest: dict, resize
 
 
 def _listed_files(annotations: str) -> list[str]:
-    from wam_pipe.data.coco_index import load_coco_index
-
     return [record.file_name for record in load_coco_index(annotations).images]
 
 
 def _run_in(workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
-    from wam_pipe.bench.load_arms import drop_from_page_cache
-
-    from wam_pipe.data.readers.decode import preload_decoder
-
     shard_dir, manifest, resized, resized_files = _prepare(workdir, args)
     preload_decoder(args.decoder)  # imports are a one-off cost of the process, not of any arm's data path
     import torchvision.transforms.v2.functional  # noqa: F401  (the per-file arm's resize)
@@ -214,8 +203,6 @@ def _cpu_ratios(cpu_ms: dict[str, float | None]) -> dict[str, float | None]:
 
 
 def _cores() -> int:
-    from wam_pipe.data.shards.build import default_workers
-
     return default_workers()
 
 

@@ -12,6 +12,11 @@ import dataclasses
 import inspect
 from typing import Any, Optional
 
+from wam_pipe.core.errors import UserError
+from wam_pipe.core.settings import RunSettings
+from wam_pipe.core.targets import import_target
+from wam_pipe.stages import Load, Step
+
 MODES = ("memory", "loader")
 
 
@@ -54,8 +59,6 @@ def _flip(name: str, key: str, current: bool, note: str) -> Arm:
 
 
 def _has_fused(optimizer_node: dict[str, Any]) -> bool:
-    from wam_pipe.config.targets import import_target
-
     try:
         target = import_target(optimizer_node["_target_"])
         return "fused" in inspect.signature(target).parameters and "foreach" not in optimizer_node \
@@ -66,9 +69,6 @@ def _has_fused(optimizer_node: dict[str, Any]) -> bool:
 
 def step_arms(resolved: dict[str, Any], device_type: str, precision: str, world_size: int) -> list[Arm]:
     """The memory-mode arms: default, sync every step, and each step/run optimisation flipped alone."""
-    from wam_pipe.core.settings import RunSettings
-    from wam_pipe.stages import Step
-
     run = RunSettings(**(resolved.get("run") or {}))
     step = resolved["stages"]["step"]
     cuda = device_type == "cuda"
@@ -103,8 +103,6 @@ def step_arms(resolved: dict[str, Any], device_type: str, precision: str, world_
 
 def loader_arms(resolved: dict[str, Any], device_type: str) -> list[Arm]:
     """The loader-mode arms: the configured loader, the loader alone, and each loader setting changed alone."""
-    from wam_pipe.stages import Load
-
     load = resolved["stages"]["load"]
     workers = int(_value(load, Load, "workers"))
     prefetch = int(_value(load, Load, "prefetch_factor"))
@@ -136,8 +134,6 @@ def _loader_flip(key: str, current: bool, note: str) -> Arm:
 
 def parse_arm(spec: str) -> Arm:
     """`"NAME: key=value key=value"` (memory mode) or `"NAME@loader: key=value"` -> an Arm."""
-    from wam_pipe.core.errors import UserError
-
     head, _, rest = spec.partition(":")
     name, _, mode = head.strip().partition("@")
     mode = mode or "memory"

@@ -30,7 +30,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from wam_pipe.cli._common import OVERRIDES_HELP
+from wam_pipe.config.overrides import OVERRIDES_HELP
+from wam_pipe.core.atomic import atomic_write_text
+from wam_pipe.bench.step_arms import Arm, loader_arms, parse_arm, select, step_arms
+from wam_pipe.bench.step_runner import Workspace, resident_bytes, run_chunk
+from wam_pipe.config import build_node
+from wam_pipe.core import distributed
+from wam_pipe.core.errors import UserError
+from wam_pipe.core.precision import resolve_precision
+from wam_pipe.core.settings import RunSettings
+from wam_pipe.models import Watermarker, count_training_flops
 
 # Dense bf16 tensor-core peak per GPU, TFLOP/s, from the vendors' datasheets (H200/H100 SXM: 1,979 with 2:4
 # sparsity, so 989.4 dense; A100: 312). MFU is reported against these; --peak-tflops overrides.
@@ -60,16 +69,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from wam_pipe.core.errors import UserError
-
     unknown = [item for item in args.overrides if item.startswith("--")]
     if unknown:
         raise UserError(f"bench step: unknown option {unknown[0]}; overrides look like key=value")
     if args.steps < 1 or args.warmup < 0 or args.rounds < 1 or args.batches < 1:
         raise UserError("bench step: need --steps >= 1, --warmup >= 0, --rounds >= 1 and --batches >= 1")
     import torch
-
-    from wam_pipe.core import distributed
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -82,9 +87,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace, coordinates: tuple[int, int, int], scratch: Path) -> dict[str, Any]:
-    from wam_pipe.bench.step_runner import Workspace
-    from wam_pipe.core import distributed
-
     workspace = Workspace(args.pipeline, args.overrides, coordinates, scratch, args.steps, args.batches)
     base = workspace.compose(_plain_arm())
     device, precision = _device_and_precision(base, coordinates[2])
@@ -102,16 +104,10 @@ def _bench(args: argparse.Namespace, coordinates: tuple[int, int, int], scratch:
 
 
 def _plain_arm() -> Any:
-    from wam_pipe.bench.step_arms import Arm
-
     return Arm("default", [])
 
 
 def _device_and_precision(pipeline: Any, local_rank: int) -> tuple[Any, str]:
-    from wam_pipe.core import distributed
-    from wam_pipe.core.precision import resolve_precision
-    from wam_pipe.core.settings import RunSettings
-
     settings = RunSettings.from_dict(dict(pipeline.resolved.get("run") or {}), pipeline.name)
     device = distributed.pick_device(settings.device, local_rank)
     return device, resolve_precision(settings.precision, device)
@@ -122,9 +118,6 @@ def _backend(pipeline: Any) -> str:
 
 
 def _arms(args: argparse.Namespace, resolved: dict, device: Any, precision: str, world_size: int) -> list[Any]:
-    from wam_pipe.bench.step_arms import loader_arms, parse_arm, select, step_arms
-    from wam_pipe.core.errors import UserError
-
     arms = []
     if "memory" in args.modes:
         arms += select(step_arms(resolved, device.type, precision, world_size), args.ablate)
@@ -140,8 +133,6 @@ def _arms(args: argparse.Namespace, resolved: dict, device: Any, precision: str,
 
 def _measure(args: argparse.Namespace, workspace: Any, arms: list[Any], result: dict[str, Any]) -> None:
     """Build and warm up every arm, then the interleaved rounds; failures are recorded per arm, never fatal."""
-    from wam_pipe.bench.step_runner import resident_bytes, run_chunk
-
     live, chunks = {}, {arm.name: [] for arm in arms}
     result["arms"] = {arm.name: _arm_entry(arm) for arm in arms}
     result["schedule"] = []  # the order the timed chunks ran in: A B C, A B C, ...
@@ -221,15 +212,11 @@ def _write_partial(args: argparse.Namespace, result: dict[str, Any], rounds_done
     result["rounds_done"] = rounds_done
     if args.out and result.get("rank", 0) == 0:
         path = Path(args.out)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(result, indent=1) + "\n")
-        tmp.replace(path)
+        atomic_write_text(path, json.dumps(result, indent=1) + "\n")
 
 
 def _header(args: argparse.Namespace, pipeline: Any, device: Any, precision: str, world_size: int) -> dict:
     import torch
-
-    from wam_pipe.core import distributed
 
     load = pipeline.resolved["stages"]["load"]
     gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
@@ -254,9 +241,6 @@ def _known_peak(gpu: str | None) -> float | None:
 def _flops_per_image(pipeline: Any, device: Any) -> float | None:
     """Counted training FLOPs per image (one embed + one extract, x3 for backward) of a fresh, uncompiled model."""
     import torch
-
-    from wam_pipe.config import build_node
-    from wam_pipe.models import Watermarker, count_training_flops
 
     step = pipeline.resolved["stages"]["step"]
     try:

@@ -19,6 +19,11 @@ from typing import Any, Iterator
 
 import torch
 
+from wam_pipe.bench.step_arms import Arm
+from wam_pipe.bench.step_runner import Workspace, apply_global_switches, device_sync
+from wam_pipe.bench.step_sync_guard import HostSyncGuard
+from wam_pipe.runner.meter import MetricMeter
+
 # label -> overrides. fp16 without a fused optimizer is expected to sync (GradScaler reads its inf flag back).
 PRECISION_CASES = {
     "bf16": ["++run.precision=bf16"],
@@ -53,11 +58,6 @@ def _where(err: BaseException) -> list[str]:
 
 def check_precision(workspace: Any, label: str, overrides: list[str], warmup: int, steps: int) -> dict[str, Any]:
     """Warm up, then time `steps` guarded steps of one precision; the loss must stay finite."""
-    from wam_pipe.bench.step_arms import Arm
-    from wam_pipe.bench.step_runner import apply_global_switches, device_sync
-    from wam_pipe.bench.step_sync_guard import HostSyncGuard
-    from wam_pipe.runner.meter import MetricMeter
-
     runtime = workspace.build(Arm(label, overrides))
     device, step = runtime.ctx.device, runtime.step
     apply_global_switches(runtime.settings, device)
@@ -104,8 +104,6 @@ def _compiled_graphs() -> int:
 
 def run_checks(pipeline: str, overrides: list[str], warmup: int, steps: int, run_dir: Path) -> dict[str, Any]:
     """Every precision case; one failing case is recorded, not fatal."""
-    from wam_pipe.bench.step_runner import Workspace
-
     workspace = Workspace(pipeline, overrides, (0, 1, 0), run_dir, steps=steps, distinct_batches=4)
     results: dict[str, Any] = {}
     for label, extra in PRECISION_CASES.items():

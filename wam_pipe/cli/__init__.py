@@ -19,7 +19,7 @@ from wam_pipe.core.errors import UserError
 
 # Sub-commands live in `wam_pipe/cli/<name>_cmd.py`; each exposes `register(subparsers)` and sets `func` on its
 # parser. They are discovered, and listed in `--help` in this order (others after, alphabetically).
-_HELP_ORDER = ["run", "validate", "show", "ls", "schema", "shard", "data", "bench", "report", "embed", "detect", "calibrate"]
+_HELP_ORDER = ["run", "validate", "show", "ls", "schema", "shard", "data", "bench", "report", "embed", "detect", "calibrate", "export"]
 
 
 def _command_modules() -> list[str]:

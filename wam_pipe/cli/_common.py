@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-OVERRIDES_HELP = ("overrides in Hydra's grammar: key=value, +key=value (add), ++key=value (add or change), ~key "
-                  "(delete); e.g. stages.step.optimizer.lr=1e-4 run.epochs=10")
+from wam_pipe.config.overrides import OVERRIDES_HELP
+
 
 
 def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:

@@ -27,7 +27,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         help="a --min-fraction value to report the detection rate for (repeatable; default 0.08)")
     parser.add_argument("--seed", type=int, default=0, help="messages are drawn from seed + photo index")
     parser.add_argument("--json", help="also write the per-photo numbers and the summary to this file")
-    parser.add_argument("--device", default="cpu", help="cpu (default), auto, cuda or cuda:N")
+    parser.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     parser.add_argument("--allow-target", action="append", default=[], metavar="PATTERN",
                         help="trust this import pattern in the checkpoint's config (custom components)")
     parser.set_defaults(func=_calibrate)

@@ -17,7 +17,7 @@ import json
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("embed", help="watermark an image with a trained checkpoint", description=__doc__,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", required=True, help="a .pt file written by wam-pipe training")
+    parser.add_argument("--checkpoint", required=True, help="a .pt file written by wam-pipe training, or a folder written by wam-pipe export")
     parser.add_argument("--image", required=True, help="input image (PNG, JPEG, ...)")
     which = parser.add_mutually_exclusive_group(required=True)
     which.add_argument("--message", help="the bits to embed, e.g. 0110... (as many as the checkpoint's nbits)")
@@ -35,25 +35,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 def _embed(args: argparse.Namespace) -> int:
     import torch
 
-    from wam_pipe.inference.detect import embed_image
+    from wam_pipe.inference.api import load
     from wam_pipe.inference.image_io import format_message, parse_message, read_image, read_mask, write_image
-    from wam_pipe.inference.loading import load_watermarker
-    from wam_pipe.core.distributed import pick_device
 
     image = read_image(args.image)
     mask = read_mask(args.mask, tuple(image.shape[-2:])) if args.mask else None
-    loaded = load_watermarker(args.checkpoint, pick_device(args.device, 0), args.allow_target)
+    model = load(args.checkpoint, args.device, allow_targets=args.allow_target)
     if args.message is not None:
-        message = parse_message(args.message, loaded.nbits)
+        message = parse_message(args.message, model.nbits)
     else:
         generator = torch.Generator()
         generator.manual_seed(args.seed) if args.seed is not None else generator.seed()
-        message = torch.randint(0, 2, (loaded.nbits,), generator=generator).float()
-    result = embed_image(loaded.model, image, message, mask)
+        message = model.random_messages(1, generator)[0]
+    result = model.embed(image, message, masks=mask)
     write_image(args.out, result.image)
     text = format_message(message)
     if args.json:
-        print(json.dumps({"out": str(args.out), "message": text, "nbits": loaded.nbits, "psnr": round(result.psnr, 3),
+        print(json.dumps({"out": str(args.out), "message": text, "nbits": model.nbits, "psnr": round(result.psnr, 3),
                           "size": [int(image.shape[-1]), int(image.shape[-2])]}))
     else:
         print(f"message: {text}")

@@ -16,29 +16,54 @@ def register(sub: argparse._SubParsersAction) -> None:
     which = parser.add_subparsers(dest="shard_command", metavar="ACTION")
     which.required = True
     _add_build(which)
-    verify = which.add_parser("verify", help="recompute hashes, decode every sample, check counts")
+    verify = which.add_parser(
+        "verify", help="recompute hashes, decode every sample, check counts",
+        description="Check a shard folder against its manifest.json: recompute every shard's SHA-256, decode every "
+        "sample (image and masks), and compare the per-shard and total sample counts with the manifest (and keys for duplicates). "
+        "Prints OK with the totals, or one line per problem (exit 1). Shards are checked in parallel (--workers); "
+        "progress (shards/s, ETA) goes to stderr. Example: wam-pipe shard verify data/shards/train")
     verify.add_argument("directory", help="shard folder (holding manifest.json)")
     verify.add_argument("--workers", type=int, default=None, help="processes (default: all cores)")
     verify.set_defaults(func=_verify)
-    inspect = which.add_parser("inspect", help="counts, sizes, category histogram, and a picture of samples")
+    inspect = which.add_parser(
+        "inspect", help="counts, sizes, category histogram, and a picture of samples",
+        description="Summarise a shard folder from its manifest and samples: shard and sample counts, bytes, the "
+        "stored size, instances per image and the category histogram; with --out, also draw a grid of --samples "
+        "samples with their masks overlaid. Reads only; example: wam-pipe shard inspect data/shards/train --out "
+        "samples.png")
     inspect.add_argument("directory", help="shard folder (holding manifest.json)")
     inspect.add_argument("--out", default=None,
                          help="write a grid of samples with masks overlaid to this .png (or .jpg) file")
     inspect.add_argument("--samples", type=int, default=16, help="samples in the picture, >= 1 (default 16)")
     inspect.set_defaults(func=_inspect)
-    merge = which.add_parser("merge", help="join the part manifests of a --num-parts build")
+    merge = which.add_parser(
+        "merge", help="join the part manifests of a --num-parts build",
+        description="Join the parts of a build split with `shard build --num-parts P --part i` (one per machine or "
+        "job) into one shard folder with one manifest.json: the parts must come from the same inputs and settings "
+        "and together cover every part exactly once. Shards outside --out are hard-linked (or copied) into it; the "
+        "manifest is written last. Example: wam-pipe shard merge parts/p0 parts/p1 --out data/shards/train")
     merge.add_argument("inputs", nargs="+", help="shard folders or part manifest files")
     merge.add_argument("--out", required=True, help="output folder (shards elsewhere are linked or copied here)")
     merge.set_defaults(func=_merge)
 
 
 def _add_build(which: argparse._SubParsersAction) -> None:
-    build = which.add_parser("build", help="pack COCO images + instance masks into shards (incremental, crash-safe)",
-                             description="Pack COCO images + instance masks into WebDataset shards. Rerunning with "
-                             "the same inputs (annotations and images) and settings is a no-op; an interrupted build "
-                             "resumes; missing or damaged shards of a published build are rebuilt alone.")
-    build.add_argument("--images", required=True, help="folder of the images the JSON lists")
-    build.add_argument("--annotations", required=True, help="COCO instances JSON")
+    build = which.add_parser("build", help="pack images + instance masks into shards (incremental, crash-safe)",
+                             description="Pack images + instance masks into WebDataset shards, from COCO (--images + "
+                             "--annotations), a folder without annotations (--images alone: no instances) or SA-1B "
+                             "tars (--sa1b). Rerunning with the same inputs and settings is a no-op; an interrupted "
+                             "build resumes; missing or damaged shards of a published build are rebuilt alone.")
+    build.add_argument("--images", default=None,
+                       help="folder of the images the JSON lists; without --annotations, every image under it "
+                       "(recursively) is packed with no instances")
+    build.add_argument("--annotations", default=None, help="COCO instances JSON")
+    build.add_argument("--sa1b", nargs="+", default=None, metavar="TAR_OR_DIR_OR_GLOB",
+                       help="SA-1B tar files, folders of them, or globs (read as streams, never extracted)")
+    build.add_argument("--max-masks", type=int, default=None,
+                       help="SA-1B: keep at most N masks per image, the first by --mask-order (default: all)")
+    build.add_argument("--mask-order", choices=["area", "predicted_iou", "stability"], default="area",
+                       help="SA-1B: which masks --max-masks keeps: largest area, predicted IoU or stability score "
+                       "first (default area)")
     build.add_argument("--out", required=True, help="output folder for shard-*.tar and manifest.json")
     build.add_argument("--size", type=int, default=256, help="stored side in pixels (default 256)")
     build.add_argument("--samples-per-shard", type=int, default=512, help="samples per shard (default 512)")
@@ -59,16 +84,22 @@ def _build(args: argparse.Namespace) -> int:
     from wam_pipe.data.shards.build import build_shards
     from wam_pipe.data.shards.build_state import BuildConfig
     from wam_pipe.data.shards.manifest_summary import summary_lines
+    from wam_pipe.core.errors import UserError
 
+    if args.sa1b and (args.images or args.annotations):
+        raise UserError("shard build: give either --sa1b (tar files) or --images (+ --annotations), not both")
+    if not args.sa1b and not args.images:
+        raise UserError("shard build: give --images (with or without --annotations) or --sa1b")
     config = BuildConfig(
-        images=args.images, annotations=args.annotations, out=args.out, size=args.size,
+        images=args.images, annotations=args.annotations, out=args.out, size=args.size, sa1b=args.sa1b,
+        max_masks=args.max_masks, mask_order=args.mask_order,
         samples_per_shard=args.samples_per_shard, workers=args.workers, image_format=args.image_format,
         quality=args.quality, overwrite=args.overwrite, max_skipped_fraction=args.max_skipped_fraction,
         num_parts=args.num_parts, part=args.part, progress=not args.no_progress,
     )
     result = build_shards(config)
     if result.noop:
-        print(f"{result.manifest_path}: up to date (same annotations, images and settings); nothing to do")
+        print(f"{result.manifest_path}: up to date (same inputs and settings); nothing to do")
     else:
         rate = result.processed_images / max(result.seconds, 1e-9)
         print(f"built {result.built_shards} shards ({result.processed_images} images, {rate:.0f} img/s), reused "

@@ -29,8 +29,8 @@ def with_defaults(node: Any, resolved: Any, allow_targets: list[str] | tuple[str
     `resolved` is the same tree with interpolations resolved: the target named there (`_target_: ${vars.model}`)
     decides the parameters. Only call it on a validated tree: a target is imported after the allowlist allows it.
     """
-    from wam_pipe.config.signature import default_for_yaml, signature_of
-    from wam_pipe.config.targets import TargetError, import_allowed
+    from wam_pipe.core.signature import default_for_yaml, signature_of
+    from wam_pipe.core.targets import TargetError, import_allowed
     from wam_pipe.core.errors import UserError
 
     if isinstance(node, list):

@@ -15,11 +15,12 @@ from omegaconf import DictConfig, OmegaConf
 from wam_pipe.config import resolvers  # noqa: F401  (registers ${mul:...} & co. on import)
 from wam_pipe.config.build import build_node, build_stages
 from wam_pipe.config.overrides import apply_overrides
-from wam_pipe.config.pipeline_file import STAGE_KINDS, TOP_LEVEL_KEYS, load_yaml
+from wam_pipe.config.pipeline_file import TOP_LEVEL_KEYS, load_yaml
 from wam_pipe.config.validate import check, errors_for
+from wam_pipe.stages.slots import SLOT_KEYS
 from wam_pipe.core.errors import ConfigError
 
-__all__ = ["Pipeline", "compose", "build_stages", "build_node", "STAGE_KINDS", "TOP_LEVEL_KEYS"]
+__all__ = ["Pipeline", "compose", "build_stages", "build_node", "TOP_LEVEL_KEYS"]
 
 
 @dataclasses.dataclass
@@ -72,7 +73,7 @@ def _build_errors(resolved: dict[str, Any], file: str, errors: list[str]) -> lis
     if not isinstance(stages, dict):
         return []
     clean = [kind for kind, node in stages.items()
-             if kind in STAGE_KINDS and isinstance(node, dict) and "_target_" in node
+             if kind in SLOT_KEYS and isinstance(node, dict) and "_target_" in node
              and not errors_for(f"stages.{kind}", errors)]  # an unresolved value inside has its error line
     try:
         build_stages(resolved, file, kinds=clean)

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch.optim.lr_scheduler import LRScheduler
 
-from wam_pipe.config.signature import RESERVED_KEYS
+from wam_pipe.core.signature import RESERVED_KEYS
 
 _DEVICE_SWITCHES = ("fused", "foreach", "capturable")
 

@@ -23,9 +23,14 @@ from hydra.errors import OverrideParseException
 from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 from omegaconf.errors import GrammarParseError, OmegaConfBaseException
 
-from wam_pipe.config.signature import signature_of
-from wam_pipe.config.targets import TargetError, import_allowed
+from wam_pipe.core.signature import signature_of
+from wam_pipe.core.targets import TargetError, import_allowed
+from wam_pipe.config.messages import interpolation_message
+from wam_pipe.core.settings import RunSettings
 
+# The `--help` text of a command's `key=value ...` arguments (`wam-pipe run`, `validate`, `bench-step`).
+OVERRIDES_HELP = ("overrides in Hydra's grammar: key=value, +key=value (add), ++key=value (add or change), ~key "
+                  "(delete); e.g. stages.step.optimizer.lr=1e-4 run.epochs=10")
 _INDEX = re.compile(r"\[(\d+)\]")
 
 
@@ -97,8 +102,6 @@ def _allow_targets(cfg: DictConfig) -> list[str]:
 def _run_settings() -> list[str]:
     """The `run:` keys (a `run.x=...` override may set any of them, written in the file or not)."""
     import dataclasses
-
-    from wam_pipe.core.settings import RunSettings
 
     return [f.name for f in dataclasses.fields(RunSettings)]
 
@@ -181,8 +184,6 @@ def apply_overrides(cfg: DictConfig, overrides: list[str], file: str) -> list[st
                     message = _unknown_key_message(cfg, key, parts, node, matched, params)
                     errors.append(f"{file}: {key}: {message} (override '{text}')")
         except GrammarParseError as err:
-            from wam_pipe.config.validate import interpolation_message
-
             errors.append(f"{file}: {key}: {interpolation_message(err)} (override '{text}')")
         except Exception as err:  # OmegaConf refuses, e.g. a dict merged into a list
             errors.append(f"{file}: {key}: cannot apply override '{text}': {str(err).splitlines()[0]}")

@@ -17,10 +17,11 @@ from omegaconf.errors import OmegaConfBaseException
 
 from wam_pipe.core.errors import ConfigError, UserError
 from wam_pipe.core.safe_yaml import check_yaml
+from wam_pipe.stages.slots import BY_KEY, SLOT_KEYS, slot_problems
+from wam_pipe.config.messages import interpolation_message
 
 _NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 TOP_LEVEL_KEYS = ("version", "name", "vars", "run", "allow_targets", "stages")
-STAGE_KINDS = ("shard-build", "load", "augment", "step", "eval")
 SUPPORTED_VERSIONS = (1,)
 
 
@@ -49,8 +50,6 @@ def load_yaml(path: str | Path) -> DictConfig:
 
 
 def _omegaconf_message(err: Exception) -> str:
-    from wam_pipe.config.validate import interpolation_message
-
     key = getattr(err, "full_key", None)
     return f"{key}: {interpolation_message(err)}" if key else interpolation_message(err)
 
@@ -71,8 +70,6 @@ def _interpolation_errors(path: Path) -> list[str]:
             try:
                 OmegaConf.create({"value": node})
             except OmegaConfBaseException as err:
-                from wam_pipe.config.validate import interpolation_message
-
                 errors.append(f"{path}: {key}: {interpolation_message(err)}")
 
     visit(data, "")
@@ -113,25 +110,16 @@ def check_top_level(data: dict[str, Any], file: str) -> list[str]:
 
 def _check_stages(stages: Any, file: str) -> list[str]:
     if stages is None:
-        return [f"{file}: stages: missing; a pipeline needs at least one of {', '.join(STAGE_KINDS)}"]
+        return [f"{file}: stages: missing; a pipeline needs at least one of {', '.join(SLOT_KEYS)}"]
     if not isinstance(stages, dict) or not stages:
-        return [f"{file}: stages: expected a mapping of stage kinds ({', '.join(STAGE_KINDS)}) to `_target_` nodes"]
+        return [f"{file}: stages: expected a mapping of stage kinds ({', '.join(SLOT_KEYS)}) to `_target_` nodes"]
     errors = []
-    step = stages.get("step")
-    if isinstance(step, dict) and step.get("_target_") == "wam_pipe.stages.Step" and "load" not in stages:
-        errors.append(f"{file}: stages.load: missing; stages.step trains on the batches of a load stage: add one "
-                      f"(`_target_: wam_pipe.stages.Load`) or remove stages.step")
+    errors.extend(f"{file}: stages.{key}: {message}" for key, message in slot_problems(stages))
     for kind, node in stages.items():
-        if kind not in STAGE_KINDS:
-            errors.append(f"{file}: stages.{kind}: unknown stage kind{_suggest(kind, STAGE_KINDS)}; stage kinds are "
-                          f"{', '.join(STAGE_KINDS)}")
+        if kind not in SLOT_KEYS:
+            errors.append(f"{file}: stages.{kind}: unknown stage kind{_suggest(kind, SLOT_KEYS)}; stage kinds are "
+                          f"{', '.join(SLOT_KEYS)}")
         elif not isinstance(node, dict) or "_target_" not in node:
             errors.append(f"{file}: stages.{kind}: expected a `_target_` node such as "
-                          f"`_target_: wam_pipe.stages.{_stage_class(kind)}`")
+                          f"`_target_: {BY_KEY[kind].target}`")
     return errors
-
-
-def _stage_class(kind: str) -> str:
-    from wam_pipe.stages import STAGE_KEYS
-
-    return STAGE_KEYS[kind]

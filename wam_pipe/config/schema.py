@@ -17,9 +17,9 @@ import typing
 from typing import Any, Literal, Union
 
 from wam_pipe.config.catalogue import components
-from wam_pipe.config.pipeline_file import STAGE_KINDS
-from wam_pipe.config.signature import default_for_yaml, signature_of
+from wam_pipe.core.signature import default_for_yaml, signature_of
 from wam_pipe.core.settings import RunSettings
+from wam_pipe.stages.slots import SLOTS
 
 _INTERPOLATION = {"type": "string", "pattern": r"^.*\$\{.+\}.*$", "description": "an interpolation such as ${vars.x}"}
 _COMPONENT = {"$ref": "#/definitions/component"}
@@ -160,10 +160,9 @@ def pipeline_schema() -> dict[str, Any]:
     }
     definitions["component"] = {"anyOf": [{"$ref": f"#/definitions/{name}"} for name in definitions]}
     stage_properties = {}
-    for kind in STAGE_KINDS:
-        from wam_pipe.stages import STAGE_KEYS
-
-        name = _definition_name(f"wam_pipe.stages.{STAGE_KEYS[kind]}")
+    for slot in SLOTS:
+        kind = slot.key
+        name = _definition_name(slot.target)
         refs = [{"$ref": f"#/definitions/{name}"}] if name in definitions else []
         stage_properties[kind] = {"anyOf": refs + [{"$ref": "#/definitions/other_component"}]}
     return {

@@ -9,7 +9,8 @@ Checks, in order: interpolations resolve; the closed top level and the shape of 
 3. per node: reserved keys, the stage class matching its key, unknown arguments with a suggestion, value types,
    positional `_args_`, missing required arguments (not for `_partial_` nodes), then its children, and last,
    when the node's own keys were clean and every target below it imported, the component's own `check_config`
-   classmethod when it has one (value ranges and cross-field rules).
+   classmethod when it has one (value ranges and cross-field rules);
+4. pipeline-wide data checks (`data_checks.py`): instance masks asked of shards that carry none.
 """
 
 from __future__ import annotations
@@ -17,18 +18,21 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import inspect
-import re
 import typing
 from typing import Any
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
-from omegaconf.errors import GrammarParseError, MissingMandatoryValue, OmegaConfBaseException
+from omegaconf import DictConfig, ListConfig
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from wam_pipe.config.optim_check import optimizer_problems
+from wam_pipe.config.data_checks import instance_problems
+from wam_pipe.config.messages import interpolation_message
 from wam_pipe.config.pipeline_file import check_top_level
-from wam_pipe.config.signature import RESERVED_KEYS, check_value, signature_of
-from wam_pipe.config.targets import TargetError, TargetNotAllowed, disallowed_reason, import_allowed
+from wam_pipe.core.signature import RESERVED_KEYS, check_value, signature_of
+from wam_pipe.core.targets import TargetError, TargetNotAllowed, disallowed_reason, import_allowed
 from wam_pipe.core.settings import RunSettings, value_problems
+from wam_pipe.stages.slots import BY_KEY
+from wam_pipe.config.catalogue import all_targets
 
 
 class _Unresolved:
@@ -39,7 +43,6 @@ class _Unresolved:
 
 
 UNRESOLVED = _Unresolved()
-_KEY_NOT_FOUND = re.compile(r"Interpolation key '([^']+)' not found")
 
 
 @dataclasses.dataclass
@@ -55,30 +58,6 @@ class Report:
     resolved: dict[str, Any]
     errors: list[str]
     refused: bool = False
-
-
-def _dotted_keys(node: Any, prefix: str = "") -> list[str]:
-    out = []
-    if isinstance(node, dict):
-        for key, value in node.items():
-            path = f"{prefix}.{key}" if prefix else str(key)
-            out.append(path)
-            out.extend(_dotted_keys(value, path))
-    return out
-
-
-def interpolation_message(err: Exception, cfg: DictConfig | None = None) -> str:
-    """One line for an OmegaConf error: a bad `${...}` grammar, or a missing key with the closest existing one."""
-    message = str(err).splitlines()[0] if str(err) else type(err).__name__
-    if isinstance(err, GrammarParseError):
-        return f"invalid interpolation: {message}; write ${{key.path}}, e.g. ${{vars.nbits}}"
-    found = _KEY_NOT_FOUND.search(message)
-    if found and cfg is not None:
-        raw = OmegaConf.to_container(cfg, resolve=False)
-        close = difflib.get_close_matches(found.group(1), _dotted_keys(raw), n=1, cutoff=0.6)
-        if close:
-            message += f" (did you mean '${{{close[0]}}}'?)"
-    return message
 
 
 def resolve(cfg: Any, file: str, errors: list[str], path: str = "", root: DictConfig | None = None) -> Any:
@@ -142,6 +121,7 @@ def check(cfg: DictConfig, file: str) -> Report:
     walk = _Walk(file, errors, objects, import_errors)
     for kind, node in stages.items():
         walk.visit(node, f"stages.{kind}", stage_kind=kind)
+    errors.extend(instance_problems(stages, file))
     return Report(resolved, errors)
 
 
@@ -328,17 +308,13 @@ def _check_arguments(node: dict, obj: Any, sig: Any, target: str, path: str, fil
 
 
 def _check_stage_kind(target: str, stage_kind: str, path: str, file: str) -> list[str]:
-    from wam_pipe.stages import STAGE_KEYS
-
-    if stage_kind not in STAGE_KEYS:
+    if stage_kind not in BY_KEY:
         return []  # an unknown stage kind is reported by the top-level check
-    expected = f"wam_pipe.stages.{STAGE_KEYS[stage_kind]}"
+    expected = BY_KEY[stage_kind].target
     if target.startswith("wam_pipe.stages.") and target != expected:
         return [f"{file}: {path}._target_: the {stage_kind} stage must be {expected}, got {target}"]
     return []
 
 
 def _known_targets() -> list[str]:
-    from wam_pipe.config.catalogue import all_targets
-
     return all_targets()

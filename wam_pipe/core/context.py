@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import torch
 from tqdm import tqdm
@@ -31,7 +31,6 @@ class RunContext:
         precision: "fp32", "bf16" or "fp16" (autocast dtype of the training step).
         log: prints a line on rank 0 (a no-op on other ranks).
         tracker: the experiment trackers of `run.loggers` on rank 0 (a no-op on other ranks and outside a run).
-        artifacts: in-memory outputs keyed by stage name, for later stages of the same run.
     """
 
     run_dir: Path
@@ -43,7 +42,6 @@ class RunContext:
     precision: str = "fp32"
     log: Callable[[str], None] = _print
     tracker: Tracker = field(default_factory=NullTracker)
-    artifacts: dict[str, Any] = field(default_factory=dict)
 
     @property
     def is_main(self) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import functools
 
 import torch
+import torch.nn.functional as F
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -49,3 +50,16 @@ def from_unit(x: torch.Tensor) -> torch.Tensor:
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
     """Model space -> uint8 `(B, 3, H, W)`, rounded and clamped (for saving pictures and JPEG)."""
     return to_unit(x).clamp(0, 1).mul(255).round().to(torch.uint8)
+
+
+def resize_masks(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Masks `(B, K, H, W)` resized to `size` = (h, w) by nearest neighbour, the one mask resize of wam-pipe.
+
+    `nearest-exact` samples each output pixel at its centre, so a mask stays aligned with an image resized to the
+    same size (torch's `nearest` samples the top-left corner: a shift of up to half an input pixel). Used by the
+    augmentations that resize, and for the training and eval targets at the extractor's output size (the same as
+    the image size for every shipped extractor, where this is the identity).
+    """
+    if tuple(masks.shape[-2:]) == tuple(size):
+        return masks
+    return F.interpolate(masks, size=tuple(size), mode="nearest-exact")

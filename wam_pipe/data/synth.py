@@ -21,10 +21,12 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from wam_pipe.core.progress import progress
 from wam_pipe.data import synth_shapes as shapes
 from wam_pipe.data.coco_index import sample_key
-from wam_pipe.data.shards.tar_io import atomic_write_bytes
+from wam_pipe.core.atomic import atomic_write_bytes
 from wam_pipe.core.errors import UserError
+from wam_pipe.data.shards.build import default_workers
 
 GENERATOR_VERSION = 1
 JPEG_QUALITY = 90
@@ -133,11 +135,18 @@ def write_synthetic_coco(images_dir: str | Path, annotations: str | Path, images
 
 
 def _run(jobs: list[tuple], workers: int | None) -> list[tuple[dict, list[dict]]]:
-    from wam_pipe.data.shards.build import default_workers
-
     workers = default_workers() if workers is None else workers
-    if workers <= 1 or len(jobs) < 32:
-        return [_write_one(job) for job in jobs]
-    context = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    with multiprocessing.get_context(context).Pool(workers) as pool:
-        return pool.map(_write_one, jobs, chunksize=8)
+    results = []
+    # Progress (images/s, ETA) on stderr: a bar on a terminal, a line every 30 s elsewhere.
+    with progress(len(jobs), "data synth", "img") as bar:
+        if workers <= 1 or len(jobs) < 32:
+            for job in jobs:
+                results.append(_write_one(job))
+                bar.update(1)
+            return results
+        context = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+        with multiprocessing.get_context(context).Pool(workers) as pool:
+            for result in pool.imap(_write_one, jobs, chunksize=8):  # in order
+                results.append(result)
+                bar.update(1)
+    return results

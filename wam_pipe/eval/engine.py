@@ -23,6 +23,7 @@ from wam_pipe.eval.multi import evaluate_multi_batch, multi_table
 from wam_pipe.eval.showcase import save_showcase
 from wam_pipe.eval.single import evaluate_grid_batch, grid_table
 from wam_pipe.core.imaging import normalize_uint8
+from wam_pipe.core.progress import progress
 from wam_pipe.core.context import RunContext
 
 # Seeds the multi-watermark boxes (shared by every image, as the reference samples them once) apart from messages.
@@ -68,8 +69,12 @@ def _inputs(batch: dict[str, Any], plan: EvalPlan, nbits: int, device: torch.dev
 
 
 def evaluate_batches(ctx: RunContext, model: Any, batches: Iterable[dict[str, Any]], plan: EvalPlan,
-                     picture_path: Path | None) -> EvalOutcome:
-    """Evaluate `model` on this rank's `batches`; every rank must call it (the reduction is collective)."""
+                     picture_path: Path | None, total_batches: int | None = None) -> EvalOutcome:
+    """Evaluate `model` on this rank's `batches`; every rank must call it (the reduction is collective).
+
+    Rank 0 shows progress over `total_batches` (batches/s, ETA) on stderr: a bar on a terminal, a line every 30 s
+    elsewhere; other ranks are silent.
+    """
     device = ctx.device
     was_training = model.training
     model.eval()
@@ -78,6 +83,7 @@ def evaluate_batches(ctx: RunContext, model: Any, batches: Iterable[dict[str, An
         multi = multi_table(list(plan.multi_wm_sources), plan.multi_wm_max, device) if plan.multi_wm else None
         shapes: dict[tuple[int, int], tuple[dict[str, torch.Tensor], torch.Tensor]] = {}
         showcase = None
+        bar = progress(total_batches, "eval", "batch", enabled=ctx.is_main)
         for batch in batches:
             inputs = _inputs(batch, plan, model.nbits, device)
             size = (inputs.imgs.shape[-2], inputs.imgs.shape[-1])
@@ -94,6 +100,8 @@ def evaluate_batches(ctx: RunContext, model: Any, batches: Iterable[dict[str, An
             if showcase is None and picture_path is not None and plan.pictures > 0:
                 n = plan.pictures  # keep only the images the picture shows
                 showcase = (_BatchInputs(inputs.imgs[:n], inputs.segm[:n], inputs.msgs[:n]), fixed)
+            bar.update(1)
+        bar.close()
         table.all_reduce()
         if multi is not None:
             multi.all_reduce()

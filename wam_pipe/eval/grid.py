@@ -2,7 +2,7 @@
 
 A grid is `masks x settings`: every mask in `masks` is spliced into the watermarked image, then every setting is
 applied and the extractor run. The defaults follow the reference's validation: 6 masks (5 fixed shapes + the
-image's COCO instance masks) and the 35 augmentation settings of `wam_pipe.augment.EVAL_STRENGTHS`.
+image's COCO instance masks) and the reference's 35 augmentation settings, frozen in `REFERENCE_GRID`.
 """
 
 from __future__ import annotations
@@ -36,6 +36,20 @@ class Setting:
         return self.aug if self.strength is None else f"{self.aug} {_format_strength(self.strength)}"
 
 
+# The reference's 35 validation settings (docs/eval.md), frozen: registering a new augmentation (with its own eval
+# strengths) does not change the default grid. crop_resize_pad's 0.7 is the middle of the reference's 0.6-0.8.
+REFERENCE_GRID: tuple[Setting, ...] = tuple(
+    Setting(aug, None if strength is None else float(strength))
+    for aug, strengths in (
+        ("identity", (None,)), ("hflip", (None,)), ("rotate", (10, 30, 45, 90)), ("resize", (0.5, 0.75)),
+        ("crop", (0.5, 0.75)), ("perspective", (0.2, 0.5, 0.8)), ("crop_resize_pad", (0.7,)), ("jpeg", (40, 60, 80)),
+        ("gaussian_blur", (3, 5, 9, 17)), ("median_filter", (3, 5, 9, 17)), ("brightness", (0.5, 1.5)),
+        ("contrast", (0.5, 1.5)), ("saturation", (0.5, 1.5)), ("hue", (-0.5, -0.25, 0.25, 0.5)),
+    )
+    for strength in strengths
+)
+
+
 def _format_strength(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else f"{value:g}"
 
@@ -58,10 +72,10 @@ def build_settings(augs: Mapping[str, Any] | None, key: str = "eval.augs") -> li
 
     Args:
         augs: name -> list of strengths; a `null` value means the reference strengths of that augmentation
-            (identity and hflip take none). None means the whole reference grid (35 settings).
+            (identity and hflip take none). None means the whole reference grid (`REFERENCE_GRID`, 35 settings).
     """
     if augs is None:
-        augs = {name: None for name in EVAL_STRENGTHS}
+        return list(REFERENCE_GRID)
     if not augs:
         raise UserError(f"{key}: empty; give at least one augmentation (e.g. identity: null)")
     settings: list[Setting] = []

@@ -10,12 +10,12 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 
 from wam_pipe.eval.accumulate import MetricTable
 from wam_pipe.eval.grid import Grid, batch_masks
 from wam_pipe.core.metrics import bit_accuracy_counts, decode_message, detection_stats, message_accuracy, psnr, ssim
 from wam_pipe.core.precision import autocast_for
+from wam_pipe.core.imaging import resize_masks
 
 # Columns of a grid row in metrics.json (besides mask, aug, strength, images).
 GRID_METRICS = ("bit_acc", "msg_bit_acc", "word_acc", "acc", "iou_0", "iou_1", "miou", "psnr", "ssim")
@@ -27,9 +27,8 @@ def grid_table(grid: Grid, device: torch.device) -> MetricTable:
 
 
 def to_prediction_size(masks: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Masks `(B, K, H, W)` resized (nearest) to the extractor's output size, as 0/1 floats."""
-    if tuple(masks.shape[-2:]) != tuple(size):
-        masks = F.interpolate(masks.float(), size=size, mode="nearest")  # (B, K, h, w)
+    """Masks `(B, K, H, W)` resized (`core.imaging.resize_masks`) to the extractor's output size, as 0/1 floats."""
+    masks = resize_masks(masks.float(), size)  # (B, K, h, w)
     return (masks > 0.5).float()
 
 

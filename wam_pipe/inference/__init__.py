@@ -2,6 +2,9 @@
 
 | module | job |
 |---|---|
+| `api` | the Python API: `load(path)` -> `Watermarker` with `embed` / `detect` on PIL images or tensors (docs/api.md) |
+| `scan` | `detect --images`: a folder or glob through a DataLoader, one JSON line per image |
+| `export` | `wam-pipe export`: safetensors weights + JSON config, and loading them without pickle |
 | `loading` | rebuild a `Watermarker` from a checkpoint: untrusted config validated against the allowlist first |
 | `detect` | full-resolution embed, and detection / decoding of one watermark |
 | `multi` | several messages in one image: bounded-time DBSCAN on per-pixel bit vectors |

@@ -26,6 +26,8 @@ from PIL import Image
 
 from wam_pipe.inference.detect import DEFAULT_MIN_FRACTION, detect_image, embed_image
 from wam_pipe.inference.image_io import read_image
+from wam_pipe.config.checkpoint_model import load_watermarker
+from wam_pipe.core.errors import UserError
 
 CASES = ("clean", "clean_jpeg80", "full", "full_jpeg80", "box20", "box20_jpeg80")
 QUANTILES = (0, 5, 50, 95, 100)
@@ -104,9 +106,6 @@ def calibrate(checkpoint: str | Path, images: str | Path, limit: int = 80, thres
         device: where the model runs (default cpu).
         allow_targets: extra import patterns to trust in the checkpoint's config (custom components).
     """
-    from wam_pipe.core.errors import UserError
-    from wam_pipe.inference.loading import load_watermarker
-
     folder = Path(images)
     if not folder.is_dir():
         raise UserError(f"{folder}: no such folder; give a folder of clean photos")

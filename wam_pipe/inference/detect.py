@@ -80,6 +80,22 @@ def largest_region_fraction(mask: torch.Tensor) -> float:
     return float(np.bincount(labels.ravel())[1:].max()) / mask.numel()
 
 
+def read_logits(preds: torch.Tensor, size: tuple[int, int], min_fraction: float = DEFAULT_MIN_FRACTION) -> Detection:
+    """The detection of one image from the extractor's logits `preds` `(1 + nbits, s, s)` and the image's `size`
+    (H, W): the predicted mask upsampled to `size`, the largest connected region, the region-averaged message."""
+    preds = preds.float()
+    det, bits = preds[0], preds[1:]  # (s, s), (nbits, s, s)
+    full = F.interpolate(det[None, None], size=tuple(size), mode="bilinear", align_corners=False)[0, 0]  # (H, W)
+    mask = full > 0
+    fraction = float(mask.float().mean())
+    mean_logits = region_mean_logits(bits, det > 0)
+    # Measured on the extractor's own grid: the same cost and answer whatever the photo's resolution.
+    region = largest_region_fraction(det > 0)
+    return Detection(present=region >= min_fraction, fraction=fraction, region=region,
+                     message=(mean_logits > 0).float().cpu(), mean_logits=mean_logits.cpu(), mask=mask.cpu(),
+                     preds=preds.cpu())
+
+
 @torch.no_grad()
 def detect_image(model: Any, image: torch.Tensor, min_fraction: float = DEFAULT_MIN_FRACTION) -> Detection:
     """Detect and decode the watermark of uint8 `image` `(3, H, W)`.
@@ -89,15 +105,5 @@ def detect_image(model: Any, image: torch.Tensor, min_fraction: float = DEFAULT_
             share of it (default 0.08).
     """
     device = next(model.parameters()).device
-    height, width = image.shape[-2:]
-    preds = model.detect(normalize_uint8(image[None].to(device))).float()[0]  # (1 + nbits, s, s)
-    det, bits = preds[0], preds[1:]
-    full = F.interpolate(det[None, None], size=(height, width), mode="bilinear", align_corners=False)[0, 0]  # (H, W)
-    mask = full > 0
-    fraction = float(mask.float().mean())
-    mean_logits = region_mean_logits(bits, det > 0)
-    # Measured on the extractor's own grid: the same cost and answer whatever the photo's resolution.
-    region = largest_region_fraction(det > 0)
-    return Detection(present=region >= min_fraction, fraction=fraction, region=region,
-                     message=(mean_logits > 0).float().cpu(), mean_logits=mean_logits.cpu(), mask=mask.cpu(),
-                     preds=preds.cpu())
+    preds = model.detect(normalize_uint8(image[None].to(device)))[0]  # (1 + nbits, s, s)
+    return read_logits(preds, tuple(image.shape[-2:]), min_fraction)

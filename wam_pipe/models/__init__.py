@@ -2,7 +2,12 @@
 
 Every name in `__all__` can be named in a pipeline file, e.g. `_target_: wam_pipe.models.vae_small` (the component
 catalogue lists exactly `__all__`). `count_training_flops` is importable from here too, but it is a helper for MFU
-reports, not a component.
+reports, not a component; so are the `Embedder` / `Extractor` protocols and the `EMBEDDERS` / `EXTRACTORS`
+registries that `@register_model` fills (`wam_pipe.models.protocols`).
+
+Adding a model: a builder decorated with `@register_model("embedder")` (or "extractor") in `embedders.py` /
+`extractors.py`, its name in this file's imports and `__all__`, then `wam-pipe schema` to regenerate
+schemas/pipeline.schema.json. The contract test covers it without being edited.
 
 | name | what |
 |---|---|
@@ -21,6 +26,8 @@ from wam_pipe.models.discriminator import PatchDiscriminator
 from wam_pipe.models.embedders import ConvEmbedder, VAEEmbedder, vae_big, vae_small
 from wam_pipe.models.extractors import ConvExtractor, SamExtractor, sam_base, sam_small, sam_tiny
 from wam_pipe.models.flops import count_training_flops
+from wam_pipe.models.protocols import EMBEDDERS, EXTRACTORS, Embedder, Extractor  # helpers, not components
+from wam_pipe.models.protocols import register_model  # helper
 from wam_pipe.models.jnd import JND, jnd_1_1, jnd_1_3, jnd_1_3_blue, jnd_3_1, jnd_3_3
 from wam_pipe.models.watermarker import Watermarker
 

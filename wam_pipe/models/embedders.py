@@ -16,6 +16,7 @@ from wam_pipe.models.checks import require
 from wam_pipe.models.layers import ConvNormAct
 from wam_pipe.models.message import MessageProcessor
 from wam_pipe.models.vae import NORM_GROUPS, VAEDecoder, VAEEncoder
+from wam_pipe.models.protocols import register_model
 
 
 def _match_size(delta: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
@@ -80,6 +81,7 @@ class VAEEmbedder(nn.Module):
         return self.decoder.conv_out.weight
 
 
+@register_model("embedder")
 def vae_small(nbits: int = 32, hidden: Optional[int] = None, dropout: float = 0.0) -> VAEEmbedder:
     """The reference `vae_small` embedder (width 32, levels [1, 1, 1, 2], 2 resnet blocks; 1.11M params at 32 bits).
 
@@ -91,6 +93,7 @@ def vae_small(nbits: int = 32, hidden: Optional[int] = None, dropout: float = 0.
     return VAEEmbedder(nbits, hidden, channels=32, channel_mult=[1, 1, 1, 2], num_res_blocks=2, dropout=dropout)
 
 
+@register_model("embedder")
 def vae_big(nbits: int = 32, hidden: Optional[int] = None, dropout: float = 0.0) -> VAEEmbedder:
     """The reference `vae_big` embedder (base width 64, levels [1, 1, 2, 2], 2 resnet blocks; 5.64M params at 32 bits).
 
@@ -102,6 +105,7 @@ def vae_big(nbits: int = 32, hidden: Optional[int] = None, dropout: float = 0.0)
     return VAEEmbedder(nbits, hidden, channels=64, channel_mult=[1, 1, 2, 2], num_res_blocks=2, dropout=dropout)
 
 
+@register_model("embedder")
 class ConvEmbedder(nn.Module):
     """A small conv embedder for CPU runs: the message sets a tiled texture, the image sets its strength.
 

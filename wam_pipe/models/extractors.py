@@ -19,6 +19,7 @@ from wam_pipe.models.checks import require
 from wam_pipe.models.layers import ConvNormAct
 from wam_pipe.models.pixel_decoder import PixelDecoder
 from wam_pipe.models.vit import ImageEncoderViT, default_global_blocks
+from wam_pipe.models.protocols import register_model
 
 
 def _resize_to(logits: torch.Tensor, size: torch.Size) -> torch.Tensor:
@@ -87,6 +88,7 @@ class SamExtractor(nn.Module):
         return _resize_to(self.pixel_decoder(self.image_encoder(imgs)), imgs.shape[-2:])
 
 
+@register_model("extractor")
 def sam_tiny(nbits: int = 32, img_size: int = 256, depth: int = 12, window_size: int = 8) -> SamExtractor:
     """The reference `sam_tiny` extractor (ViT width 192, 3 heads; 6.03M params at 32 bits, 256 px).
 
@@ -99,6 +101,7 @@ def sam_tiny(nbits: int = 32, img_size: int = 256, depth: int = 12, window_size:
     return SamExtractor(nbits, img_size, embed_dim=192, depth=depth, num_heads=3, window_size=window_size)
 
 
+@register_model("extractor")
 def sam_small(nbits: int = 32, img_size: int = 256, depth: int = 12, window_size: int = 8) -> SamExtractor:
     """The reference `sam_small` extractor (ViT width 384, 6 heads; 23.58M params at 32 bits, 256 px).
 
@@ -111,6 +114,7 @@ def sam_small(nbits: int = 32, img_size: int = 256, depth: int = 12, window_size
     return SamExtractor(nbits, img_size, embed_dim=384, depth=depth, num_heads=6, window_size=window_size)
 
 
+@register_model("extractor")
 def sam_base(nbits: int = 32, img_size: int = 256, depth: int = 12, window_size: int = 8) -> SamExtractor:
     """The reference `sam_base` extractor (ViT-B: width 768, 12 heads; 93.31M params at 32 bits, 256 px).
 
@@ -123,6 +127,7 @@ def sam_base(nbits: int = 32, img_size: int = 256, depth: int = 12, window_size:
     return SamExtractor(nbits, img_size, embed_dim=768, depth=depth, num_heads=12, window_size=window_size)
 
 
+@register_model("extractor")
 class ConvExtractor(nn.Module):
     """A small U-Net-ish conv extractor for CPU runs (about 0.2M parameters at the defaults).
 

@@ -23,8 +23,8 @@ class Watermarker(nn.Module):
 
     `embed` runs the embedder at `img_size` and blends the (upsampled) delta at the input's resolution:
     `imgs_w = scaling_i * imgs + scaling_w * delta`, then JND attenuation if set. `detect` runs the extractor at
-    `img_size`. Both accept any input size. Under DDP, call the wrapped module as `model("embed", imgs, msgs)` /
-    `model("detect", imgs)` so the calls go through `forward` and DDP's gradient hooks.
+    `img_size`. Both accept any input size. It has no `forward`: training wraps it in the step's one forward module
+    (embed, augment, extract), which DDP wraps; evaluation and inference call `embed` and `detect`.
 
     Args:
         embedder: an embedder (`forward(imgs, msgs) -> delta`, attribute `nbits`), e.g. `vae_small`.
@@ -73,13 +73,3 @@ class Watermarker(nn.Module):
     def detect(self, imgs: torch.Tensor) -> torch.Tensor:
         """imgs `(B, 3, H, W)` model space -> logits `(B, 1 + nbits, img_size, img_size)`."""
         return self.extractor(resize(imgs, (self.img_size, self.img_size)))
-
-    def forward(self, task: str, imgs: torch.Tensor, msgs: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Dispatch `"embed"` (needs msgs) or `"detect"`, so a DDP-wrapped model can run either."""
-        if task == "embed":
-            if msgs is None:
-                raise TypeError("Watermarker('embed', imgs, msgs): msgs is required")
-            return self.embed(imgs, msgs)
-        if task == "detect":
-            return self.detect(imgs)
-        raise ValueError(f"Watermarker: unknown task {task!r}; use 'embed' or 'detect'")

@@ -7,27 +7,26 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 from pathlib import Path
-from typing import Any
 
 import torch
 
 from wam_pipe.config import Pipeline, build_stages
+from wam_pipe.config.checkpoint_model import load_watermarker
 from wam_pipe.core.errors import RunFailure, UserError
 from wam_pipe.core import distributed
 from wam_pipe.core.context import RunContext
 from wam_pipe.core.precision import resolve_precision
 from wam_pipe.core.run_lock import DirLock
-from wam_pipe.runner.checkpoint import checkpoint_step
+from wam_pipe.core.checkpoint import checkpoint_step
 from wam_pipe.runner.rundir import inspect_run_dir, write_run_files
 from wam_pipe.runner.tracking import final_metrics, flat_hparams, open_trackers
 from wam_pipe.core.seeding import seed_everything
 from wam_pipe.core.settings import RunSettings
 from wam_pipe.runner.train import train
-
-RUNNABLE_ALONE = ("shard-build", "step", "eval")
-
+from wam_pipe.stages.slots import RUNNABLE_ALONE, Stages, slot_problems
 
 def configure_torch(settings: RunSettings, device: torch.device) -> None:
     """Global speed/determinism switches, from `run:` (cudnn.benchmark, TF32, deterministic algorithms)."""
@@ -44,14 +43,16 @@ def configure_torch(settings: RunSettings, device: torch.device) -> None:
         torch.set_float32_matmul_precision("high" if settings.tf32 else "highest")
 
 
-def _check_stage_set(stages: dict[str, Any], only: str | None, file: str) -> None:
+def _check_slots(stages: Stages, only: str | None, file: str) -> None:
+    """`--only SLOT` names a slot that can run alone and that the pipeline fills; the rules between slots hold
+    (validation checks them too, but a step of a custom class is only known to be a step once built)."""
+    for key, message in slot_problems(stages.as_dict(), built=True):
+        raise UserError(f"{file}: stages.{key}: {message}")
     if only is not None:
         if only not in RUNNABLE_ALONE:
             raise UserError(f"--only {only}: only {', '.join(RUNNABLE_ALONE)} can run alone")
-        if only not in stages:
-            raise UserError(f"--only {only}: {file} has no '{only}' stage (it has {', '.join(stages)})")
-    if (only in (None, "step")) and "step" in stages and "load" not in stages:
-        raise UserError(f"{file}: stages.step: training needs a load stage (stages.load) to read data from")
+        if stages.get(only) is None:
+            raise UserError(f"--only {only}: {file} has no '{only}' stage (it has {', '.join(stages.present())})")
 
 
 def run_pipeline(pipeline: Pipeline, output_dir: str | None = None, overwrite: bool = False,
@@ -60,8 +61,8 @@ def run_pipeline(pipeline: Pipeline, output_dir: str | None = None, overwrite: b
     settings = RunSettings.from_dict(dict(pipeline.resolved.get("run") or {}), pipeline.name)
     # Models are initialised while the stages are built: seed first, identically on every rank.
     seed_everything(settings.seed, rank=0)
-    stages = build_stages(pipeline.resolved, pipeline.file)
-    _check_stage_set(stages, only, pipeline.file)
+    stages = Stages.from_built(build_stages(pipeline.resolved, pipeline.file))
+    _check_slots(stages, only, pipeline.file)
     run_dir = Path(output_dir or settings.output_dir)
     rank, world_size, local_rank = distributed.env_coordinates()
     # Rank 0 writes the run dir: it holds the dir's lock for the whole run (the others exit with it under torchrun).
@@ -70,7 +71,7 @@ def run_pipeline(pipeline: Pipeline, output_dir: str | None = None, overwrite: b
     return run_dir
 
 
-def _run_locked(pipeline: Pipeline, settings: RunSettings, stages: dict[str, Any], run_dir: Path, overwrite: bool,
+def _run_locked(pipeline: Pipeline, settings: RunSettings, stages: Stages, run_dir: Path, overwrite: bool,
                 only: str | None, rank: int, world_size: int, local_rank: int) -> None:
     device = distributed.pick_device(settings.device, local_rank)
     # Read-only decision on every rank before rank 0 writes anything, so all ranks agree.
@@ -94,7 +95,7 @@ def _run_locked(pipeline: Pipeline, settings: RunSettings, stages: dict[str, Any
         if start_step == 0:
             ctx.tracker.log_text("config", pipeline.to_yaml(resolved=True))
         _run_stages(ctx, settings, stages, pipeline, only, resume_from)
-        if "step" in stages and only in (None, "step"):
+        if stages.step is not None and only in (None, "step"):
             ctx.tracker.log_summary(flat_hparams(pipeline.resolved), final_metrics(run_dir))
         failed = False
     except Exception as err:
@@ -107,16 +108,18 @@ def _run_locked(pipeline: Pipeline, settings: RunSettings, stages: dict[str, Any
         distributed.shutdown()
 
 
-def _run_stages(ctx: RunContext, settings: RunSettings, stages: dict[str, Any], pipeline: Pipeline,
+def _run_stages(ctx: RunContext, settings: RunSettings, stages: Stages, pipeline: Pipeline,
                 only: str | None, resume_from: Path | None) -> None:
-    if "shard-build" in stages and only in (None, "shard-build"):
+    if stages.shard_build is not None and only in (None, "shard-build"):
         if ctx.is_main:
-            stages["shard-build"].run(ctx)
+            stages.shard_build.run(ctx)
         distributed.barrier(ctx)
     if only == "shard-build":
         return
-    if "step" in stages and only in (None, "step"):
-        without_eval = {k: v for k, v in stages.items() if not (k == "eval" and only == "step")}
-        train(ctx, settings, without_eval, ctx.run_dir, pipeline.to_yaml(resolved=True), resume_from)
-    elif "eval" in stages and only in (None, "eval"):
-        stages["eval"].run(ctx)
+    if stages.step is not None and only in (None, "step"):
+        training = dataclasses.replace(stages, eval=None) if only == "step" else stages
+        train(ctx, settings, training, ctx.run_dir, pipeline.to_yaml(resolved=True), resume_from)
+    elif stages.eval is not None and only in (None, "eval"):
+        # Evaluation alone: the model is rebuilt from the checkpoint's own config (validated like a pipeline).
+        path = stages.eval.checkpoint_path(ctx)
+        stages.eval.evaluate_checkpoint(ctx, load_watermarker(path, ctx.device, stages.eval.allow_targets))

@@ -25,9 +25,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from wam_pipe.core import run_layout as layout
 from wam_pipe.core import safe_yaml
+from wam_pipe.core.atomic import atomic_write_text, temp_path
 from wam_pipe.core.disk_full import no_space_names
 from wam_pipe.core.errors import UserError
+from wam_pipe.runner.tracking import TRACKER_IDS
 
 # May differ between a run and its resume: they change speed, cadence or length, not completed work.
 RESUMABLE_CHANGES = (
@@ -35,8 +38,6 @@ RESUMABLE_CHANGES = (
     "run.tensorboard", "run.loggers", "run.project", "run.tags", "run.output_dir", "run.max_nonfinite_steps", "run.cudnn_benchmark", "run.dist_backend",
     "stages.load.workers", "stages.load.prefetch_factor", "stages.load.persistent_workers", "stages.load.pin_memory",
 )
-# What `write_run_files` writes before a run does any work.
-RUN_RECORD = ("config.yaml", "resolved.yaml", "overrides.txt", "env.json")
 _PACKAGES = ("wam-pipe", "torch", "torchvision", "hydra-zen", "hydra-core", "omegaconf", "webdataset", "pycocotools",
              "numpy", "pillow")
 
@@ -59,7 +60,7 @@ def config_differences(old: dict, new: dict) -> list[str]:
 
 def _only_run_record(run_dir: Path) -> bool:
     """The dir holds nothing but what `write_run_files` writes first: a run that failed before doing any work."""
-    record = {*RUN_RECORD, *(f".{name}.tmp" for name in RUN_RECORD)}
+    record = {*layout.RUN_RECORD, *(temp_path(name).name for name in layout.RUN_RECORD)}
     return all(entry.is_file() and entry.name in record for entry in run_dir.iterdir())
 
 
@@ -73,7 +74,7 @@ def inspect_run_dir(run_dir: Path, resolved: dict, overwrite: bool) -> tuple[str
         return "new", None
     if not run_dir.is_dir():
         raise UserError(f"{run_dir}: exists and is not a directory; choose another run.output_dir or --output-dir")
-    saved = run_dir / "resolved.yaml"
+    saved = run_dir / layout.RESOLVED
     if not saved.is_file():
         raise UserError(f"{run_dir}: not empty and not a wam-pipe run dir (no resolved.yaml), so it is never "
                         f"overwritten; choose another --output-dir (or run.output_dir)")
@@ -87,7 +88,7 @@ def inspect_run_dir(run_dir: Path, resolved: dict, overwrite: bool) -> tuple[str
         shown = ", ".join(differences[:4]) + (f" and {len(differences) - 4} more" if len(differences) > 4 else "")
         raise UserError(f"{run_dir}: holds a run of a different configuration ({shown} differ); use --overwrite to "
                         f"replace it, or --output-dir DIR for a new run")
-    checkpoint = run_dir / "checkpoints" / "last.pt"
+    checkpoint = layout.last_checkpoint(run_dir)
     return "resume", checkpoint if checkpoint.is_file() else None
 
 
@@ -98,41 +99,35 @@ def write_run_files(run_dir: Path, config_yaml: str, resolved_yaml: str, overrid
         clear_run_outputs(run_dir)
     with no_space_names(run_dir):
         run_dir.mkdir(parents=True, exist_ok=True)
-        _atomic_write(run_dir / "config.yaml", config_yaml)
-        _atomic_write(run_dir / "resolved.yaml", resolved_yaml)
-        with open(run_dir / "overrides.txt", "a") as f:
+        atomic_write_text(run_dir / layout.CONFIG, config_yaml)
+        atomic_write_text(run_dir / layout.RESOLVED, resolved_yaml)
+        with open(run_dir / layout.OVERRIDES, "a") as f:
             f.writelines(f"{o}\n" for o in overrides)
-        _atomic_write(run_dir / "env.json", json.dumps(environment(device, world_size), indent=2) + "\n")
+        atomic_write_text(run_dir / layout.ENV, json.dumps(environment(device, world_size), indent=2) + "\n")
 
 
 # What a run writes in its run dir: `--overwrite` deletes these and nothing else (notes, folders or a copied
 # checkpoint the user put there stay, as `shard build --overwrite` keeps files it did not write).
-RUN_OUTPUTS = (*RUN_RECORD, "log.jsonl", "curves.png", "mlflow.db")
-RUN_OUTPUT_DIRS = ("eval", "tb", "wandb", "mlartifacts")
-CHECKPOINT_PATTERNS = ("last.pt", "epoch-*.pt", ".*.pt.tmp")
+RUN_OUTPUTS = (*layout.RUN_RECORD, layout.LOG, layout.CURVES, TRACKER_IDS, "mlflow.db")
+RUN_OUTPUT_DIRS = (layout.EVAL, layout.TENSORBOARD, "wandb", "mlartifacts")
+CHECKPOINT_PATTERNS = (layout.LAST_CHECKPOINT, "epoch-*.pt", ".*.pt.tmp")
 
 
 def clear_run_outputs(run_dir: Path) -> None:
     """Delete what wam-pipe wrote in `run_dir` (see `RUN_OUTPUTS`), keeping everything else."""
     for name in RUN_OUTPUTS:
-        for path in (run_dir / name, run_dir / f".{name}.tmp"):
+        for path in (run_dir / name, temp_path(run_dir / name)):
             path.unlink(missing_ok=True)
     for name in RUN_OUTPUT_DIRS:
         if (run_dir / name).is_dir():
             shutil.rmtree(run_dir / name)
-    checkpoints = run_dir / "checkpoints"
+    checkpoints = layout.checkpoint_dir(run_dir)
     if checkpoints.is_dir():
         for pattern in CHECKPOINT_PATTERNS:
             for path in checkpoints.glob(pattern):
                 path.unlink()
         if not any(checkpoints.iterdir()):
             checkpoints.rmdir()
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
 
 
 def _git(*args: str) -> str | None:

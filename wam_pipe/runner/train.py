@@ -19,12 +19,14 @@ from typing import Any
 from tqdm import tqdm
 
 from wam_pipe.core import distributed
-from wam_pipe.runner.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from wam_pipe.core import run_layout as layout
+from wam_pipe.core.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from wam_pipe.core.context import RunContext
 from wam_pipe.runner.meter import MetricMeter
 from wam_pipe.core.seeding import seed_everything
 from wam_pipe.core.settings import RunSettings
 from wam_pipe.runner.train_log import TrainLog
+from wam_pipe.stages.slots import Stages
 
 
 @dataclasses.dataclass
@@ -40,9 +42,9 @@ class LoopClock:
         return {"img_per_s": self.images * world_size / elapsed, "data_wait": self.waiting / elapsed}
 
 
-def train(ctx: RunContext, settings: RunSettings, stages: dict[str, Any], run_dir: Path, config_yaml: str,
+def train(ctx: RunContext, settings: RunSettings, stages: Stages, run_dir: Path, config_yaml: str,
           resume_from: Path | None) -> None:
-    load, augment, step, evaluator = stages["load"], stages.get("augment"), stages["step"], stages.get("eval")
+    load, augment, step, evaluator = stages.load, stages.augment, stages.step, stages.eval
     load.setup(ctx)
     steps_per_epoch = min(load.batches_per_epoch, settings.steps_per_epoch or math.inf)
     # The step reads the run's switches from the settings, with steps_per_epoch as this loop will run it.
@@ -111,8 +113,8 @@ def _save(ctx: RunContext, settings: RunSettings, step: Any, run_dir: Path, conf
     if ctx.is_main:
         payload = {**step.state_dict(), "epoch": epoch + 1, "step": global_step, "rng": rng_state(),
                    "config": config_yaml}
-        save_checkpoint(run_dir / "checkpoints" / "last.pt", payload)
+        save_checkpoint(layout.last_checkpoint(run_dir), payload)
         if settings.keep_checkpoints and (epoch + 1) % settings.keep_checkpoints == 0:
-            save_checkpoint(run_dir / "checkpoints" / f"epoch-{epoch + 1:04d}.pt", payload)
+            save_checkpoint(layout.epoch_checkpoint(run_dir, epoch), payload)
     distributed.barrier(ctx)
 

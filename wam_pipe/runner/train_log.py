@@ -7,10 +7,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from wam_pipe.data.shards.tar_io import atomic_write_bytes
+from wam_pipe.core import run_layout as layout
+from wam_pipe.core.atomic import atomic_write_bytes
 from wam_pipe.core.context import RunContext
 from wam_pipe.core.disk_full import no_space_names
-from wam_pipe.eval.outputs import eval_dir
 from wam_pipe.runner.meter import format_metrics
 
 
@@ -25,12 +25,12 @@ class TrainLog:
 
     def __init__(self, ctx: RunContext, run_dir: Path, start_step: int = 0, total_steps: int | None = None):
         self.ctx = ctx
-        self.path = run_dir / "log.jsonl"
+        self.path = layout.log_path(run_dir)
         # ETA: the pace of this start of the run (a resumed run's earlier pace is unknown).
         self.start_step, self.total_steps, self.started = start_step, total_steps, time.perf_counter()
         if not ctx.is_main:
             return
-        for path in (self.path, eval_dir(run_dir) / "history.jsonl"):
+        for path in (self.path, layout.history_path(run_dir)):
             dropped = discard_records_after(path, start_step)
             if dropped:
                 ctx.log(f"{path}: dropped {dropped} record(s) after step {start_step} (the checkpoint this run "
@@ -68,7 +68,7 @@ def format_duration(seconds: float) -> str:
 def discard_records_after(path: Path, step: int) -> int:
     """Keep the JSON-lines records of `path` with `"step"` <= `step` (and those without a step); drop the rest and
     any line that is not valid JSON (a write cut short by a kill). The file is replaced atomically
-    (`atomic_write_bytes`: temp name, fsync, rename) and only when something is dropped. Returns the number of
+    (`wam_pipe.core.atomic`: temp name, fsync, rename) and only when something is dropped. Returns the number of
     dropped lines."""
     if not path.is_file():
         return 0

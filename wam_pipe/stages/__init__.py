@@ -1,14 +1,8 @@
-"""The five stage kinds a pipeline names under `stages:` (`_target_: wam_pipe.stages.<Name>`).
+"""The stages a pipeline names in its five slots under `stages:` (`_target_: wam_pipe.stages.<Name>`).
 
-| key          | class        | job |
-|--------------|--------------|-----|
-| shard-build  | ShardBuild   | pack COCO images + instance masks into WebDataset shards (no-op when up to date) |
-| load         | Load         | stream batches of uint8 images and instance masks, split by rank and worker |
-| augment      | Augment      | sample watermark masks and apply one augmentation per batch, on the training device |
-| step         | Step         | models, losses, optimizers: one training step (embed, augment, extract, update) |
-| eval         | Eval         | robustness grid of masks x augmentations, metrics.json, pictures |
-
-Imported lazily so that `import wam_pipe.stages` stays cheap and each stage module loads only when named.
+The slots (keys, fields, classes, jobs) and the typed `Stages` object are in `wam_pipe.stages.slots`, the one place
+that names them. Stage classes are imported lazily so that `import wam_pipe.stages` stays cheap and each stage
+module loads only when named.
 """
 
 from __future__ import annotations
@@ -16,22 +10,10 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-_STAGE_MODULES = {
-    "ShardBuild": "wam_pipe.stages.shard_build",
-    "Load": "wam_pipe.stages.load",
-    "Augment": "wam_pipe.stages.augment",
-    "Step": "wam_pipe.stages.step",
-    "Eval": "wam_pipe.stages.eval",
-}
+from wam_pipe.stages.slots import SLOTS
 
-# The pipeline key each stage class belongs under.
-STAGE_KEYS = {
-    "shard-build": "ShardBuild",
-    "load": "Load",
-    "augment": "Augment",
-    "step": "Step",
-    "eval": "Eval",
-}
+# Each slot's class lives in the module named like its field: `Stages.shard_build` -> `stages/shard_build.py`.
+_STAGE_MODULES = {slot.class_name: f"wam_pipe.stages.{slot.field}" for slot in SLOTS}
 
 __all__ = list(_STAGE_MODULES)
 

@@ -17,9 +17,11 @@ from typing import Any
 
 import torch
 
-from wam_pipe.augment import ColorJitter, Identity, MaskSampler
+from wam_pipe.augment import AUGMENTATIONS, ColorJitter, Identity, MaskSampler
 from wam_pipe.augment._common import InvalidSetting, choice
 from wam_pipe.augment.base import Augmentation
+from wam_pipe.core.signature import signature_of
+from wam_pipe.core.targets import TargetError, import_target
 
 
 class Augment:
@@ -49,9 +51,13 @@ class Augment:
         if not isinstance(augs, Mapping):
             return []
         weights = [_configured_weight(child) for child in augs.values() if child is not None]
-        if weights and None not in weights and sum(weights) <= 0:
-            return [("augs", f"every weight is 0 ({', '.join(map(str, augs))}); give one a positive weight")]
-        return []
+        problem = _all_zero(list(augs), weights) if None not in weights else None
+        problems = [("augs", problem)] if problem else []
+        for name, child in augs.items():
+            misnamed = _name_problem(name, _target_class(child))
+            if misnamed:
+                problems.append((f"augs.{name}", misnamed))
+        return problems
 
     @property
     def names(self) -> list[str]:
@@ -104,12 +110,43 @@ def _checked_augs(augs: Mapping[str, Augmentation | None] | None) -> dict[str, A
                                  f"wam_pipe.augment.<Class>` node), got {type(aug).__name__}")
         if not weight >= 0:
             raise InvalidSetting("augs", f"{name}.weight", f"must be >= 0, got {weight}")
+        misnamed = _name_problem(name, type(aug))
+        if misnamed:
+            raise InvalidSetting("augs", str(name), misnamed)
         checked[str(name)] = aug
     if not checked:
         return {"identity": Identity()}
-    if sum(aug.weight for aug in checked.values()) <= 0:
-        raise InvalidSetting("augs", "", f"every weight is 0 ({', '.join(checked)}); give one a positive weight")
+    problem = _all_zero(list(checked), [aug.weight for aug in checked.values()])
+    if problem:
+        raise InvalidSetting("augs", "", problem)
     return checked
+
+
+def _all_zero(names: list[Any], weights: list[float]) -> str | None:
+    """The rule on weights as a whole (validation and construction alike): at least one must be positive."""
+    if weights and sum(weights) <= 0:
+        return f"every weight is 0 ({', '.join(map(str, names))}); give one a positive weight"
+    return None
+
+
+def _name_problem(name: Any, cls: Any) -> str | None:
+    """A registered augmentation is named as the registry and the eval grid name it (`gaussian_blur`, not `blur`),
+    so a training log and an eval table say the same thing. Other (custom) augmentations may take any name."""
+    registered = getattr(cls, "name", None)
+    if not isinstance(registered, str) or AUGMENTATIONS.get(registered) is not cls or name == registered:
+        return None
+    return (f"unknown augmentation name {str(name)!r} (did you mean {registered!r}?); entries are named as in the "
+            f"registry and the eval grid, and {cls.__name__} is {registered!r}")
+
+
+def _target_class(node: Any) -> Any:
+    """The class a YAML `augs` entry names, or None (not a node, or a target the validator reports)."""
+    if not isinstance(node, Mapping) or "_target_" not in node:
+        return None
+    try:
+        return import_target(node["_target_"])
+    except TargetError:  # reported by the validator itself
+        return None
 
 
 def _configured_weight(node: Any) -> float | None:
@@ -118,12 +155,9 @@ def _configured_weight(node: Any) -> float | None:
         return None
     if "weight" in node:
         return node["weight"] if isinstance(node["weight"], (int, float)) else None
-    from wam_pipe.config.signature import signature_of
-    from wam_pipe.config.targets import TargetError, import_target
-
-    try:
-        sig = signature_of(import_target(node["_target_"]))
-    except TargetError:  # reported by the validator itself
+    target = _target_class(node)
+    if target is None:
         return None
+    sig = signature_of(target)
     param = sig.params.get("weight") if sig else None
     return None if param is None or param.required else float(param.default)

@@ -7,10 +7,19 @@ import time
 from pathlib import Path
 from typing import Any, Optional
 
+from wam_pipe.core import run_layout as layout
 from wam_pipe.core.errors import UserError
+from wam_pipe.core.run_layout import eval_dir, last_checkpoint
+from wam_pipe.core.signature import signature_of
 from wam_pipe.eval.grid import DEFAULT_MASKS, Grid, build_settings, check_masks
 from wam_pipe.eval.multi import MULTI_SOURCES
 from wam_pipe.core.context import RunContext
+from wam_pipe.core import distributed
+from wam_pipe.eval.engine import EvalPlan, evaluate_batches
+from wam_pipe.eval.outputs import write_metrics
+from wam_pipe.eval.pictures import read_jsonl, save_curves_plot, save_robustness_plot
+from wam_pipe.eval.summary import grid_lines, headline, multi_lines, summarize
+from wam_pipe.stages.load import Load
 
 
 class Eval:
@@ -42,7 +51,7 @@ class Eval:
         seed: seed of the messages and of the multi-watermark boxes. Default 0.
         batch_size: if set, replaces `data.batch_size` for evaluation. Default null.
         allow_targets: extra import patterns trusted when rebuilding the model from a checkpoint's config (beyond
-            the default allowlist, see `wam_pipe.config.targets`). Default [].
+            the default allowlist, see `wam_pipe.core.targets`). Default [].
     """
 
     def __init__(self, data: Any, masks: list[str] = DEFAULT_MASKS,
@@ -92,8 +101,6 @@ class Eval:
     # --- set-up -------------------------------------------------------------------------------------------------
     def setup(self, ctx: RunContext) -> None:
         """Check the grid, cap the loader at `max_images`, and set the loader up (once)."""
-        from wam_pipe.eval.engine import EvalPlan
-
         if self._plan is not None:
             return
         sources = tuple(self.multi_wm_sources)
@@ -116,30 +123,33 @@ class Eval:
     def evaluate(self, ctx: RunContext, watermarker: Any, epoch: int, step: int,
                  checkpoint: str | None = None) -> dict[str, Any]:
         """Evaluate `watermarker` on every rank; rank 0 writes the outputs. Returns the summary (on every rank)."""
-        from wam_pipe.eval.engine import evaluate_batches
-        from wam_pipe.eval.outputs import eval_dir
-        from wam_pipe.core import distributed
-
         self.setup(ctx)
         started = time.perf_counter()
-        pictures = eval_dir(ctx.run_dir) / "grid.png" if ctx.is_main else None
-        outcome = evaluate_batches(ctx, watermarker, self.data.epoch(0), self._plan, pictures)
+        pictures = eval_dir(ctx.run_dir) / layout.GRID if ctx.is_main else None
+        outcome = evaluate_batches(ctx, watermarker, self.data.epoch(0), self._plan, pictures,
+                                   total_batches=getattr(self.data, "batches_per_epoch", None))
         metrics = self._metrics(watermarker, outcome, epoch, step, checkpoint)
         if ctx.is_main:
             self._write(ctx, metrics, time.perf_counter() - started)
         distributed.barrier(ctx)
         return metrics["summary"]
 
-    def run(self, ctx: RunContext) -> None:
-        """Evaluation alone: rebuild the model of `checkpoint` (default `<run>/checkpoints/last.pt`), evaluate it."""
-        from wam_pipe.inference.loading import load_watermarker
-
-        path = Path(self.checkpoint) if self.checkpoint else Path(ctx.run_dir) / "checkpoints" / "last.pt"
+    def checkpoint_path(self, ctx: RunContext) -> Path:
+        """The checkpoint an evaluation alone reads: `checkpoint`, default `<run>/checkpoints/last.pt`."""
+        path = Path(self.checkpoint) if self.checkpoint else last_checkpoint(ctx.run_dir)
         if not path.is_file():
             if self.checkpoint:
                 raise UserError(f"eval.checkpoint: {path}: no such checkpoint; give a .pt file written by training")
             raise UserError(f"eval.checkpoint: not set and {path} does not exist; set stages.eval.checkpoint=PATH")
-        loaded = load_watermarker(path, ctx.device, self.allow_targets)
+        return path
+
+    def evaluate_checkpoint(self, ctx: RunContext, loaded: Any) -> None:
+        """Evaluation alone: evaluate the model the runner rebuilt from `checkpoint_path(ctx)`.
+
+        `loaded` is a `wam_pipe.config.checkpoint_model.LoadedModel` (model, path, epoch, step); rebuilding a model
+        from a checkpoint validates its config, which is the config layer's job, so the runner does it.
+        """
+        path = loaded.path
         ctx.log(f"eval: {path} (epoch {loaded.epoch}, step {loaded.step}, {loaded.nbits} bits, "
                 f"img_size {loaded.img_size})")
         # A checkpoint stores the next epoch to run; its weights are those evaluated at the end of epoch - 1.
@@ -148,8 +158,6 @@ class Eval:
 
     # --- outputs ------------------------------------------------------------------------------------------------
     def _metrics(self, model: Any, outcome: Any, epoch: int, step: int, checkpoint: str | None) -> dict[str, Any]:
-        from wam_pipe.eval.summary import summarize
-
         return {
             "format": 1, "epoch": int(epoch), "step": int(step), "time": round(time.time(), 3),
             "checkpoint": checkpoint, "images": outcome.images, "nbits": int(model.nbits),
@@ -160,19 +168,15 @@ class Eval:
         }
 
     def _write(self, ctx: RunContext, metrics: dict[str, Any], seconds: float) -> None:
-        from wam_pipe.eval.outputs import eval_dir, write_metrics
-        from wam_pipe.eval.pictures import read_jsonl, save_curves_plot, save_robustness_plot
-        from wam_pipe.eval.summary import grid_lines, headline, multi_lines
-
         run_dir = Path(ctx.run_dir)
         path = write_metrics(run_dir, metrics)
-        save_robustness_plot(eval_dir(run_dir) / "robustness.png", metrics["results"], metrics["settings"],
+        save_robustness_plot(eval_dir(run_dir) / layout.ROBUSTNESS, metrics["results"], metrics["settings"],
                              metrics["masks"])
-        save_curves_plot(run_dir / "curves.png", read_jsonl(run_dir / "log.jsonl"),
-                         read_jsonl(eval_dir(run_dir) / "history.jsonl"))
+        save_curves_plot(run_dir / layout.CURVES, read_jsonl(layout.log_path(run_dir)),
+                         read_jsonl(layout.history_path(run_dir)))
         ctx.tracker.log_scalars("eval", metrics["step"], metrics["summary"])
-        ctx.tracker.log_images("eval", metrics["step"], {"grid": eval_dir(run_dir) / "grid.png",
-                                                         "robustness": eval_dir(run_dir) / "robustness.png"})
+        ctx.tracker.log_images("eval", metrics["step"], {"grid": eval_dir(run_dir) / layout.GRID,
+                                                         "robustness": eval_dir(run_dir) / layout.ROBUSTNESS})
         for line in [f"[eval] {headline(metrics)} | {seconds:.1f} s", *grid_lines(metrics), *multi_lines(metrics)]:
             ctx.log(line)
         ctx.log(f"[eval] wrote {path} and pictures in {eval_dir(run_dir)}")
@@ -183,17 +187,20 @@ def _data_problems(node: dict) -> list[tuple[str, str]]:
     data = node.get("data")
     if not isinstance(data, dict) or not str(data.get("_target_", "")).endswith("stages.Load"):
         return []
+    def value(key: str) -> Any:  # as written, else the Load default (one copy of the defaults: Load's signature)
+        return data[key] if key in data else signature_of(Load).params[key].default
+
     problems = []
-    if data.get("drop_last", True) is not False:
+    if value("drop_last") is not False:
         problems.append(("data.drop_last", "must be false for evaluation (a dropped last batch skips images)"))
-    if data.get("random_subset", 0.5) != 0:
+    if value("random_subset") != 0:
         problems.append(("data.random_subset", "must be 0 for evaluation (random instance subsets would change the "
                                                "segm masks with the number of ranks and workers)"))
-    if data.get("resampled", False):
+    if value("resampled"):
         problems.append(("data.resampled", "must be false for evaluation (resampling repeats and misses images)"))
     sources = node.get("multi_wm_sources", MULTI_SOURCES)
     if node.get("multi_wm") and isinstance(sources, list) and "segm" in sources \
-            and data.get("mask_mode", "union") != "instances":
+            and value("mask_mode") != "instances":
         problems.append(("multi_wm_sources", "'segm' needs separate instance masks: set data.mask_mode: instances "
                                              "(or drop 'segm')"))
     return problems

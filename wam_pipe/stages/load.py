@@ -7,13 +7,33 @@ from typing import Any, Iterator, Optional
 
 from wam_pipe.core.errors import UserError
 from wam_pipe.core.context import RunContext
+from wam_pipe.core.signature import instance_for_check
+from wam_pipe.data.coco_index import load_coco_index
+from wam_pipe.data.readers.decode import Collate, DECODERS
+from wam_pipe.data.readers.mask_select import MASK_MODES, MaskSelector
+from wam_pipe.data.readers.mix import MixStream
+from wam_pipe.data.readers.per_file import PerFileSource
+from wam_pipe.data.readers.shard_source import ShardSource, open_shards
+from wam_pipe.data.readers.stream import EpochStream, iterate, make_loader
+from wam_pipe.data.shards.manifest import MANIFEST_NAME, read_manifest
 
 
 class Load:
     """Stream batches `{"images": (B, 3, S, S) uint8, "masks": (B, K, S, S) uint8, "keys": [str]}` for each epoch.
 
-    Exactly one source: `shards` (a directory made by `shard build`), or `images` + `annotations` (the per-file
-    COCO loader: decode + rasterise at load time, no shards needed, same output).
+    Exactly one source: `shards` (a directory made by `shard build`), `images` + `annotations` (the per-file
+    COCO loader: decode + rasterise at load time, no shards needed, same output), or `mix` (several shard sets with
+    weights, for training):
+    ```yaml
+    mix:
+      - {shards: shards/coco, weight: 0.3}
+      - {shards: shards/sa1b, weight: 0.7, name: sa1b}   # name: the key prefix and log label (default: folder)
+    epoch_batches: 1000
+    ```
+    With `mix`, each batch's samples are drawn from the sets by weight with a generator seeded from (seed, epoch,
+    rank, worker); an epoch is `epoch_batches` batches on every rank; each set is read as with `resampled: true`
+    (samples may repeat or be missed within an epoch); keys become `<name>/<key>`; the realized mix of each epoch
+    is logged. All sets must hold samples of `size`.
 
     Each epoch the shard order is reshuffled (seeded by run seed + epoch) and cut at sample granularity into one
     contiguous span per rank and one block of whole batches per worker: with `drop_last` every rank gets the same
@@ -41,7 +61,8 @@ class Load:
             and samples may repeat or be missed. Default False.
         drop_last: drop incomplete batches so that every rank has the same batch count (training). Default True.
         max_samples: use only the first N samples of the epoch's order (e.g. evaluation subsets). Default None.
-        decoder: "torchvision" (faster) or "pil". Default "torchvision".
+        decoder: "torchvision" (faster: the tensor codec of `core.codecs`, TorchCodec when installed, else
+            torchvision.io) or "pil". Default "torchvision".
         channels_last: deliver `images` in channels-last memory layout (same shape (B, 3, S, S); saves a strided
             copy per image in the workers; `.contiguous()` gives NCHW memory). Default True.
         min_shards_per_worker: exact epochs need at least this many shards per (rank x worker); fewer fails at
@@ -52,6 +73,9 @@ class Load:
         shard_slice: use only `shards[start:stop]` of the manifest, as a Python slice `[start, stop]` (null = open
             end): e.g. `[0, -1]` trains on all shards but the last and `[-1, null]` evaluates on the held-out last
             one. Default None (all shards).
+        mix: list of `{shards, weight, name}` shard sets to mix (instead of `shards`); weights >= 0, not all 0.
+            Default None.
+        epoch_batches: batches per rank per epoch with `mix` (required there; unused otherwise). Default None.
     """
 
     def __init__(self, shards: str | None = None, images: str | None = None, annotations: str | None = None,
@@ -61,7 +85,7 @@ class Load:
                  random_subset: float = 0.5, resampled: bool = False, drop_last: bool = True,
                  max_samples: int | None = None, decoder: str = "torchvision", channels_last: bool = True,
                  min_shards_per_worker: int = 1, shard_slice: Optional[list[Optional[int]]] = None,
-                 batch_ring: bool = True):
+                 batch_ring: bool = True, mix: Optional[list[dict]] = None, epoch_batches: Optional[int] = None):
         self.shards, self.images, self.annotations = shards, images, annotations
         self.size, self.batch_size, self.workers = size, batch_size, workers
         self.prefetch_factor, self.persistent_workers, self.pin_memory = prefetch_factor, persistent_workers, pin_memory
@@ -70,6 +94,7 @@ class Load:
         self.resampled, self.drop_last, self.max_samples = resampled, drop_last, max_samples
         self.decoder, self.channels_last, self.min_shards_per_worker = decoder, channels_last, min_shards_per_worker
         self.shard_slice, self.batch_ring = shard_slice, batch_ring
+        self.mix, self.epoch_batches = mix, epoch_batches
         self._stream: Any = None
         self._loader: Any = None
         self._log: Any = print
@@ -77,20 +102,15 @@ class Load:
     @classmethod
     def check_config(cls, node: dict) -> list[tuple[str, str]]:
         """`wam-pipe validate`: the value ranges that `setup` checks, all at once, as (key, message)."""
-        from wam_pipe.config.signature import instance_for_check
-
         load = instance_for_check(cls, node)  # None on wrong types or names: the signature check reports them
         return load._value_problems() if load is not None else []
 
     def _value_problems(self) -> list[tuple[str, str]]:
-        from wam_pipe.data.readers.decode import DECODERS
-        from wam_pipe.data.readers.mask_select import MASK_MODES
-
         per_file = self.images is not None or self.annotations is not None
-        one_source = (self.shards is None) != (not per_file) and not (
-            per_file and (self.images is None or self.annotations is None))
+        given = (self.shards is not None) + per_file + (self.mix is not None)
+        one_source = given == 1 and not (per_file and (self.images is None or self.annotations is None))
         checks = [
-            (not one_source, "", "give exactly one source: `shards`, or both `images` and `annotations`"),
+            (not one_source, "", "give exactly one source: `shards`, `mix`, or both `images` and `annotations`"),
             (self.batch_size < 1, "batch_size", f"must be >= 1, got {self.batch_size}"),
             (self.workers < 0, "workers", f"must be >= 0, got {self.workers}"),
             (self.prefetch_factor < 1, "prefetch_factor", f"must be >= 1, got {self.prefetch_factor}"),
@@ -103,7 +123,8 @@ class Load:
             (self.decoder not in DECODERS, "decoder", f"must be one of {DECODERS}, got {self.decoder!r}"),
             (self.size < 8, "size", f"must be >= 8, got {self.size}"),
         ]
-        return [(key, message) for bad, key, message in checks if bad]
+        problems = [(key, message) for bad, key, message in checks if bad]
+        return problems + (mix_problems(self) if self.mix is not None else [])
 
     def _check_values(self) -> None:
         problems = self._value_problems()
@@ -112,14 +133,13 @@ class Load:
 
     def setup(self, ctx: RunContext) -> None:
         """Read the manifest (or parse the JSON once), check shard counts, and build this rank's loader."""
-        from wam_pipe.data.readers.decode import Collate
-        from wam_pipe.data.readers.mask_select import MaskSelector
-        from wam_pipe.data.readers.stream import EpochStream, make_loader
-
         self._check_values()
         self._log = ctx.log
-        source = self._shard_source(ctx) if self.shards is not None else self._per_file_source()
         selector = MaskSelector(self.mask_mode, self.max_masks, self.random_subset)
+        if self.mix is not None:
+            self._setup_mix(ctx, selector)
+            return
+        source = self._shard_source(ctx) if self.shards is not None else self._per_file_source()
         self._stream = EpochStream(
             source, selector, Collate(self.channels_last), batch_size=self.batch_size, seed=ctx.seed, rank=ctx.rank,
             world_size=ctx.world_size, drop_last=self.drop_last, shuffle=self.shuffle,
@@ -134,9 +154,31 @@ class Load:
         self._loader = make_loader(self._stream, self.workers, self.prefetch_factor, self.persistent_workers, pin,
                                    self.batch_ring)
 
-    def _shard_source(self, ctx: RunContext) -> Any:
-        from wam_pipe.data.readers.shard_source import ShardSource, open_shards
+    def _setup_mix(self, ctx: RunContext, selector: Any) -> None:
+        sources = []
+        for position, entry in enumerate(self.mix or []):
+            directory, manifest = open_shards(entry["shards"])
+            stored = manifest["settings"]["size"]
+            if stored != self.size:
+                raise UserError(f"load.mix[{position}].shards: {directory} holds {stored}-pixel samples but load.size "
+                                f"is {self.size}; every set of a mix must be built at one size")
+            sources.append(ShardSource(directory, manifest, self.decoder))
+        self._stream = MixStream(
+            sources, mix_names(self.mix or []), [float(e["weight"]) for e in self.mix or []], selector,
+            Collate(self.channels_last), batch_size=self.batch_size, seed=ctx.seed, rank=ctx.rank,
+            world_size=ctx.world_size, shuffle_buffer=self.shuffle_buffer, epoch_batches=int(self.epoch_batches or 0),
+        )
+        pin = bool(self.pin_memory) and ctx.device.type == "cuda"
+        self._loader = make_loader(self._stream, self.workers, self.prefetch_factor, self.persistent_workers, pin,
+                                   self.batch_ring)
 
+    def realized_mix(self, epoch: int) -> list[tuple[str, int]]:
+        """(set name, samples) of a mix over `epoch`, all ranks together (from the seeded draws; nothing is read)."""
+        stream = self._require_setup()
+        counts = stream.realized_counts(epoch, max(self.workers, 1))
+        return list(zip(mix_names(self.mix or []), counts))
+
+    def _shard_source(self, ctx: RunContext) -> Any:
         directory, manifest = open_shards(self.shards)
         if self.shard_slice is not None:
             manifest = _slice_shards(manifest, self.shard_slice, directory)
@@ -161,9 +203,6 @@ class Load:
         )
 
     def _per_file_source(self) -> Any:
-        from wam_pipe.data.coco_index import load_coco_index
-        from wam_pipe.data.readers.per_file import PerFileSource
-
         images = Path(self.images)
         if not images.is_dir():
             raise UserError(f"{images}: image folder not found; set load.images to the folder of the JSON's file_names")
@@ -187,11 +226,71 @@ class Load:
 
     def epoch(self, epoch: int) -> Iterator[dict]:
         """This rank's batches for `epoch` (exactly `batches_per_epoch` of them)."""
-        from wam_pipe.data.readers.stream import iterate
-
         stream = self._require_setup()
         stream.set_epoch(epoch)
+        if self.mix is not None:
+            mix = self.realized_mix(epoch)
+            total = max(sum(n for _, n in mix), 1)
+            self._log(f"load: epoch {epoch} mix over {self.epoch_batches} batches x {stream.world_size} ranks: "
+                      + ", ".join(f"{name} {n / total:.3f} ({n} samples)" for name, n in mix))
         return iterate(self._loader)
+
+
+def mix_names(mix: list[dict]) -> list[str]:
+    """Each set's name: its `name`, else its folder's name; a repeated name gets its position appended."""
+    names = [str(e.get("name") or Path(str(e.get("shards", ""))).name or f"set{i}") for i, e in enumerate(mix)]
+    return [f"{n}{i}" if names.count(n) > 1 else n for i, n in enumerate(names)]
+
+
+def mix_problems(load: Load) -> list[tuple[str, str]]:
+    """The `mix` checks `validate` runs: entries, weights, `epoch_batches`, options a mix cannot honour."""
+    mix = load.mix
+    if not isinstance(mix, list) or not mix:
+        return [("mix", "must be a non-empty list of {shards, weight} entries")]
+    problems: list[tuple[str, str]] = []
+    weights = []
+    for i, entry in enumerate(mix):
+        if not isinstance(entry, dict) or not isinstance(entry.get("shards"), str):
+            problems.append((f"mix[{i}]", f"expected {{shards: DIR, weight: NUMBER}}, got {entry!r}"))
+            continue
+        unknown = sorted(set(entry) - {"shards", "weight", "name"})
+        if unknown:
+            problems.append((f"mix[{i}]", f"unknown keys {unknown}; an entry has shards, weight and (optional) name"))
+        weight = entry.get("weight")
+        if type(weight) not in (int, float) or weight < 0:
+            problems.append((f"mix[{i}].weight", f"must be a number >= 0, got {weight!r}"))
+        else:
+            weights.append(weight)
+    if not problems and sum(weights) <= 0:
+        problems.append(("mix", "all weights are 0; give at least one set a positive weight"))
+    if not problems:
+        problems.extend(_mix_size_problems(mix, load.size))
+    if load.epoch_batches is None or load.epoch_batches < 1:
+        problems.append(("epoch_batches", f"a mix needs epoch_batches >= 1 (batches per rank per epoch), got "
+                                          f"{load.epoch_batches}"))
+    for bad, key in ((not load.drop_last, "drop_last"), (load.max_samples is not None, "max_samples"),
+                     (load.shard_slice is not None, "shard_slice")):
+        if bad:
+            problems.append((key, "not supported with mix (a mix is for training: fixed batches per epoch)"))
+    return problems
+
+
+def _mix_size_problems(mix: list[dict], size: int) -> list[tuple[str, str]]:
+    """Sets already built at another size than `size` (sets not built yet are checked at setup)."""
+    problems = []
+    for i, entry in enumerate(mix):
+        path = Path(entry["shards"]) / MANIFEST_NAME
+        if not path.is_file():
+            continue
+        try:
+            stored = read_manifest(path)["settings"]["size"]
+        except UserError as err:
+            problems.append((f"mix[{i}].shards", str(err)))
+            continue
+        if stored != size:
+            problems.append((f"mix[{i}].shards", f"{entry['shards']} holds {stored}-pixel samples but size is {size}; "
+                                                 "every set of a mix must be built at one size"))
+    return problems
 
 
 def _slice_shards(manifest: dict[str, Any], bounds: list[Optional[int]], directory: Path) -> dict[str, Any]:

@@ -8,21 +8,34 @@ from typing import TYPE_CHECKING
 
 from wam_pipe.core.errors import UserError
 from wam_pipe.core.context import RunContext
+from wam_pipe.core.signature import instance_for_check
+from wam_pipe.data.shards.build import build_shards
+from wam_pipe.data.shards.build_state import BuildConfig
+from wam_pipe.data.shards.manifest import MANIFEST_NAME
+from wam_pipe.data.shards.manifest_summary import summary_lines
+from wam_pipe.data.synth import write_synthetic_coco
 
 if TYPE_CHECKING:
     from wam_pipe.data.shards.build_state import BuildConfig
 
 
 class ShardBuild:
-    """Pack COCO images + instance masks into WebDataset shards; a no-op when `out` already matches.
+    """Pack images + instance masks into WebDataset shards; a no-op when `out` already matches.
+
+    Sources: `images` + `annotations` (COCO), `images` alone (a folder without annotations: every image, recursively,
+    with no instances; pipelines then use box/irregular/full masks), or `sa1b` (SA-1B tar files, folders or globs).
 
     Rank 0 builds; the other ranks wait until `out/manifest.json` exists (the runner adds a barrier after `run`).
     `out` must therefore be visible to every rank (shared or per-node storage prepared the same way).
 
     Args:
-        images: folder of the images the JSON lists.
-        annotations: COCO instances JSON.
-        out: output folder for `shard-*.tar` and `manifest.json`.
+        images: folder of the images the JSON lists (or, without `annotations`, of the images to pack). Default None.
+        annotations: COCO instances JSON. Default None.
+        out: output folder for `shard-*.tar` and `manifest.json` (required).
+        sa1b: SA-1B tar files, folders of them or glob patterns (instead of `images`). Default None.
+        max_masks: SA-1B: keep at most this many masks per image (None = all). Default None.
+        mask_order: SA-1B: which masks `max_masks` keeps first: "area", "predicted_iou" or "stability" (largest
+            first). Default "area".
         size: stored side in pixels (short side resized, then center-cropped). Default 256.
         samples_per_shard: samples per shard. Default 512.
         workers: build processes; None = all cores. Default None.
@@ -38,11 +51,13 @@ class ShardBuild:
         wait_timeout_s: how long ranks other than 0 wait for the manifest. Default 86400.
     """
 
-    def __init__(self, images: str, annotations: str, out: str, size: int = 256, samples_per_shard: int = 512,
-                 workers: int | None = None, image_format: str = "jpeg", quality: int = 95, overwrite: bool = False,
-                 max_skipped_fraction: float = 0.01, synthesize: int = 0, synthesize_seed: int = 0,
-                 wait_timeout_s: float = 86400.0):
+    def __init__(self, images: str | None = None, annotations: str | None = None, out: str | None = None,
+                 size: int = 256, samples_per_shard: int = 512, workers: int | None = None, image_format: str = "jpeg",
+                 quality: int = 95, overwrite: bool = False, max_skipped_fraction: float = 0.01, synthesize: int = 0,
+                 synthesize_seed: int = 0, wait_timeout_s: float = 86400.0, sa1b: list[str] | None = None,
+                 max_masks: int | None = None, mask_order: str = "area"):
         self.images, self.annotations, self.out = images, annotations, out
+        self.sa1b, self.max_masks, self.mask_order = sa1b, max_masks, mask_order
         self.size, self.samples_per_shard, self.workers = size, samples_per_shard, workers
         self.image_format, self.quality, self.overwrite = image_format, quality, overwrite
         self.max_skipped_fraction = max_skipped_fraction
@@ -52,14 +67,15 @@ class ShardBuild:
     @classmethod
     def check_config(cls, node: dict) -> list[tuple[str, str]]:
         """`wam-pipe validate`: every value the build would refuse, as (key, message), before any work is done."""
-        from wam_pipe.config.signature import instance_for_check
-
         stage = instance_for_check(cls, node)
         if stage is None:  # wrong names or types: the signature check reports them
             return []
         own = [
             (stage.synthesize >= 0, "synthesize", f"must be >= 0 (0 = off), got {stage.synthesize}"),
             (stage.wait_timeout_s > 0, "wait_timeout_s", f"must be > 0, got {stage.wait_timeout_s}"),
+            (bool(stage.out), "out", "required: the output folder for the shards"),
+            (not stage.synthesize or (stage.images and stage.annotations), "synthesize",
+             "needs images and annotations (it writes a synthetic COCO set there)"),
         ]
         return stage._config().value_problems() + [(key, message) for ok, key, message in own if not ok]
 
@@ -67,19 +83,15 @@ class ShardBuild:
         """Build on rank 0 (or confirm it is up to date); wait for the manifest elsewhere."""
         if self.synthesize < 0:
             raise UserError(f"shard-build.synthesize: must be >= 0, got {self.synthesize}")
+        if not self.out:
+            raise UserError("shard-build.out: required: the output folder for the shards")
         if ctx.rank == 0:
             self._build(ctx)
         else:
             self._wait_for_manifest()
-        ctx.artifacts["shard-build"] = Path(self.out)
 
     def _build(self, ctx: RunContext) -> None:
-        from wam_pipe.data.shards.build import build_shards
-        from wam_pipe.data.shards.manifest_summary import summary_lines
-
         if self.synthesize > 0:
-            from wam_pipe.data.synth import write_synthetic_coco
-
             if write_synthetic_coco(self.images, self.annotations, self.synthesize, seed=self.synthesize_seed,
                                     workers=self.workers):
                 ctx.log(f"shard-build: wrote a synthetic COCO dataset of {self.synthesize} images to {self.images}")
@@ -94,17 +106,14 @@ class ShardBuild:
 
     def _config(self) -> BuildConfig:
         """The build this stage runs (no I/O: `BuildConfig.validate` checks the paths when the build starts)."""
-        from wam_pipe.data.shards.build_state import BuildConfig
-
         return BuildConfig(
-            images=Path(self.images), annotations=Path(self.annotations), out=Path(self.out), size=self.size,
+            images=self.images, annotations=self.annotations, out=Path(self.out or ""), size=self.size,
+            sa1b=list(self.sa1b) if self.sa1b else None, max_masks=self.max_masks, mask_order=self.mask_order,
             samples_per_shard=self.samples_per_shard, workers=self.workers, image_format=self.image_format,
             quality=self.quality, overwrite=self.overwrite, max_skipped_fraction=self.max_skipped_fraction,
         )
 
     def _wait_for_manifest(self) -> None:
-        from wam_pipe.data.shards.manifest import MANIFEST_NAME
-
         deadline = time.monotonic() + self.wait_timeout_s
         manifest = Path(self.out) / MANIFEST_NAME
         while not manifest.is_file():

@@ -24,10 +24,12 @@ from wam_pipe.core.imaging import normalize_uint8
 from wam_pipe.core.metrics import bit_accuracy_counts, detection_stats, psnr
 from wam_pipe.core.precision import autocast_for
 from wam_pipe.core.settings import RunSettings
+from wam_pipe.core.signature import signature_of
+from wam_pipe.core.targets import import_target
 from wam_pipe.losses.terms import hinge_discriminator_loss
 from wam_pipe.models import Watermarker
 from wam_pipe.models.checks import nbits_mismatch
-from wam_pipe.runner.checkpoint import load_checkpoint, load_model_weights
+from wam_pipe.core.checkpoint import load_checkpoint, load_model_weights
 from wam_pipe.stages.train_forward import TrainForward
 
 _DDP_PARAMETERS = set(inspect.signature(DDP.__init__).parameters)
@@ -88,9 +90,6 @@ class Step:
     @classmethod
     def check_config(cls, node: dict) -> list[tuple[str, str]]:
         """Cheap cross-field checks for `wam-pipe validate` (before anything is built)."""
-        from wam_pipe.config.signature import signature_of
-        from wam_pipe.config.targets import import_target
-
         def nbits_of(key: str) -> Any:
             child = node.get(key)
             if not isinstance(child, dict) or "_target_" not in child:

@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
+
+from wam_pipe.core.imaging import resize_masks
 
 
 class TrainForward(nn.Module):
@@ -59,6 +60,6 @@ class TrainForward(nn.Module):
         imgs_aug = imgs_aug.to(spliced.dtype)
         preds = self.watermarker.detect(imgs_aug)                           # (B, 1 + nbits, h, w)
         if masks_aug.shape[-2:] != preds.shape[-2:]:
-            masks_aug = F.interpolate(masks_aug.float(), size=preds.shape[-2:], mode="nearest")
+            masks_aug = resize_masks(masks_aug.float(), preds.shape[-2:])  # (B, K, h, w)
         return {"imgs_w": spliced, "cover": cover, "imgs_aug": imgs_aug, "masks": masks_aug, "msgs": msgs,
                 "preds": preds, "marked": marked}

@@ -1,7 +1,8 @@
 """Decoding stored samples into tensors, and collating them into batches.
 
-Images are decoded to uint8 `(3, S, S)` with `torchvision.io` (libjpeg-turbo; measured ~1.8x Pillow's rate on
-256-pixel JPEGs on this machine) or Pillow. Masks never go through a generic image decoder: they are COCO RLE in the
+Images are decoded to uint8 `(3, S, S)` by the "torchvision" decoder (the name is historical: the tensor codec of
+`core.codecs`, TorchCodec when installed, else torchvision.io; libjpeg-turbo, measured 1.4-1.8x Pillow's rate on
+256-pixel JPEGs on this machine) or by Pillow ("pil"). Masks never go through a generic image decoder: they are COCO RLE in the
 sample's JSON, decoded by `MaskSelector` (pycocotools), so they stay 0/1 uint8 (WebDataset's "pil"/"rgb8" decoders
 would turn a mask PNG into RGB or float /255).
 """
@@ -15,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from wam_pipe.core import codecs
 from wam_pipe.data.readers.mask_select import MaskSelector
 from wam_pipe.data.shards.tar_io import EncodedSample
 from wam_pipe.core.errors import UserError
@@ -22,15 +24,11 @@ from wam_pipe.core.errors import UserError
 DECODERS = ("torchvision", "pil")
 
 
-def _bytes_tensor(data: bytes) -> torch.Tensor:
-    return torch.frombuffer(bytearray(data), dtype=torch.uint8)  # a writable copy: torch warns on read-only buffers
-
-
 def preload_decoder(decoder: str) -> None:
     """Import the decoder's modules now, in the main process, so forked loader workers inherit them instead of each
     paying the import (torchvision takes ~2 s on a small machine) before its first batch."""
     if decoder == "torchvision":
-        import torchvision.io  # noqa: F401
+        codecs.preload()
     else:
         import PIL.JpegImagePlugin  # noqa: F401
         import PIL.PngImagePlugin  # noqa: F401
@@ -39,9 +37,7 @@ def preload_decoder(decoder: str) -> None:
 def decode_image(data: bytes, decoder: str) -> torch.Tensor:
     """Encoded JPEG/PNG bytes -> uint8 `(3, H, W)` RGB tensor."""
     if decoder == "torchvision":
-        from torchvision.io import ImageReadMode, decode_image as tv_decode
-
-        return tv_decode(_bytes_tensor(data), mode=ImageReadMode.RGB)
+        return codecs.decode_rgb(data)
     from PIL import Image
 
     with Image.open(io.BytesIO(data)) as image:

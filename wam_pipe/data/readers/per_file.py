@@ -27,6 +27,7 @@ from wam_pipe.data.readers.epoch_plan import Piece
 from wam_pipe.data.shards.prepare import SkipImage, full_resolution_rles, open_rgb
 from wam_pipe.core.errors import UserError
 from wam_pipe.core.pixel_limit import too_many_pixels
+from wam_pipe.data.readers.decode import preload_decoder
 
 _JPEG_MAGIC = b"\xff\xd8"
 
@@ -52,8 +53,6 @@ class PerFileSource:
         self.decoder = decoder
 
     def preload(self) -> None:
-        from wam_pipe.data.readers.decode import preload_decoder
-
         preload_decoder(self.decoder)
         if self.decoder == "torchvision":
             import torchvision.transforms.v2.functional  # noqa: F401  (the resize)

@@ -17,6 +17,7 @@ from wam_pipe.data.readers.mask_select import MaskSelector
 from wam_pipe.data.readers.epoch_plan import Piece
 from wam_pipe.data.shards.tar_io import EncodedSample, ShardFormatError, read_samples
 from wam_pipe.core.errors import UserError
+from wam_pipe.data.readers.decode import preload_decoder
 
 
 class ShardSource:
@@ -38,8 +39,6 @@ class ShardSource:
         self.decoder = decoder
 
     def preload(self) -> None:
-        from wam_pipe.data.readers.decode import preload_decoder
-
         preload_decoder(self.decoder)
 
     def read(self, pieces: Iterable[Piece]) -> Iterator[EncodedSample]:

@@ -1,7 +1,8 @@
-"""`shard build`: COCO images + instances JSON -> WebDataset shards + manifest (one implementation for the CLI and
-the `ShardBuild` stage).
+"""`shard build`: a source -> WebDataset shards + manifest (one implementation for the CLI and the `ShardBuild`
+stage). Sources (`sources.py`): COCO images + instances JSON, an image folder without annotations, or SA-1B tars;
+they share the plan, the build state, the markers, the manifest, resume/repair and `--num-parts`.
 
-Order of work: fingerprint the annotation file (sha256). If a manifest exists (and not `overwrite`), check it
+Order of work: fingerprint the annotation file (sha256; COCO only). If a manifest exists (and not `overwrite`), check it
 (`published.py`): another build is refused, an up-to-date one is a no-op in seconds (the JSON is not parsed), and
 missing or damaged shards of a matching one are rebuilt alone. Otherwise parse the JSON once, create the output
 folder, fingerprint the images, plan shards, refuse to mix with another build's files unless `overwrite` (which
@@ -18,7 +19,6 @@ import os
 import signal
 import sys
 import time
-from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
@@ -29,13 +29,17 @@ from wam_pipe.data.shards import manifest as manifest_io
 from wam_pipe.data.shards.build_state import (
     BuildConfig, BuildState, PlannedShard, clear_output, create_output_dir, plan_shards,
 )
-from wam_pipe.data.coco_index import CocoIndex, ImageRecord, load_coco_index, sha256_file
-from wam_pipe.data.shards.fingerprint import ImagesFingerprint, fingerprint_images
-from wam_pipe.data.shards.prepare import SkipImage, encode_sample, prepare_sample
+from wam_pipe.data.coco_index import CocoIndex, ImageRecord
+from wam_pipe.data.sa1b_index import TarIndex
+from wam_pipe.data.shards.fingerprint import ImagesFingerprint
+from wam_pipe.data.shards.prepare import SkipImage, prepare_sample
 from wam_pipe.data.shards.published import REFUSAL_FIX, PublishedBuild, check_published
-from wam_pipe.data.shards.tar_io import ShardWriter
+from wam_pipe.data.shards.sources import annotations_sha256, fingerprint_source, load_index, source_record
+from wam_pipe.data.shards.tar_build import write_tar_shards
+from wam_pipe.data.shards.write_shard import sample_outcome, write_shard
 from wam_pipe.core.errors import RunFailure, UserError
 from wam_pipe.core.run_lock import DirLock
+from wam_pipe.data.shards.manifest_summary import assemble_manifest, skip_limit_exceeded
 
 # Test hook: SIGKILL this process while writing the shard after the first N finished ones (crash-safety tests).
 KILL_HOOK_ENV = "WAM_PIPE_TEST_KILL_AFTER_SHARDS"
@@ -87,31 +91,32 @@ def build_shards(config: BuildConfig, log: Callable[[str], None] = print) -> Bui
 def _build_locked(config: BuildConfig, log: Callable[[str], None], stack: contextlib.ExitStack,
                   lock: DirLock | None) -> BuildResult:
     started = time.perf_counter()
-    source_sha = sha256_file(config.annotations)
+    source_sha = annotations_sha256(config)
     manifest_file = manifest_io.manifest_path(config.out, config.part, config.num_parts)
     index, shards, fingerprint, rebuild_all = None, None, None, config.overwrite
     if not config.overwrite and manifest_file.is_file():
         published = check_published(config, manifest_io.read_manifest(manifest_file), source_sha)
         if not published.damaged:
             return _confirm_up_to_date(manifest_file, published, started)
-        index = published.index or load_coco_index(config.annotations)
+        index = published.index or load_index(config)
         shards = plan_shards(index.images, config)
-        repaired = _repair_published(config, published, shards, manifest_file, log)
+        repaired = _repair_published(config, index, published, shards, manifest_file, log)
         if repaired is not None:
             repaired.seconds = time.perf_counter() - started
             return repaired
         # Whatever the published check already computed is reused by the full rebuild.
         fingerprint, rebuild_all = published.fingerprint, True
-    index = index or load_coco_index(config.annotations)
+    index = index or load_index(config)
     if not index.images:  # publishing 0 shards would only move the failure to training, with worse advice
-        raise UserError(f"{config.annotations}: lists no images, so there is nothing to build; pass a COCO "
-                        "instances JSON whose `images` list is not empty")
-    warn_annotation_problems(index, config.annotations, log)
+        raise UserError(f"{config.source_label}: lists no images, so there is nothing to build; pass a source "
+                        "that holds at least one image")
+    if isinstance(index, CocoIndex) and config.kind == "coco":
+        warn_annotation_problems(index, config.annotations, log)
     create_output_dir(config.out)
     if lock is not None:
         stack.enter_context(lock)
-    fingerprint = fingerprint or fingerprint_images(config.images, index)
-    source = _source_record(config, index, source_sha, fingerprint)
+    fingerprint = fingerprint or fingerprint_source(config, index)
+    source = source_record(config, index, source_sha, fingerprint)
     shards = shards if shards is not None else plan_shards(index.images, config)
     state = BuildState(config)
     if rebuild_all:
@@ -121,7 +126,7 @@ def _build_locked(config: BuildConfig, log: Callable[[str], None], stack: contex
     state.write_fingerprint({"settings": config.settings(), "source": source})
     state.remove_stale_temp_files(shards)
     todo = [s for s in shards if state.read_marker(s) is None]
-    processed = _write_shards(config, todo, state.write_marker)
+    processed = _write_shards(config, index, todo, state.write_marker, markers=True)
     markers = [state.read_marker(s) for s in shards]
     manifest = _assemble_manifest(config, index, source, shards, markers, fingerprint)
     _enforce_skip_limit(config, state, shards, manifest)
@@ -152,8 +157,8 @@ def _confirm_up_to_date(manifest_file: Path, published: PublishedBuild, started:
 
 
 def _repair_published(
-    config: BuildConfig, published: PublishedBuild, shards: list[PlannedShard], manifest_file: Path,
-    log: Callable[[str], None],
+    config: BuildConfig, index: CocoIndex | TarIndex, published: PublishedBuild, shards: list[PlannedShard],
+    manifest_file: Path, log: Callable[[str], None],
 ) -> BuildResult | None:
     """Rebuild the missing or damaged shards of a matching published build, alone.
 
@@ -169,7 +174,8 @@ def _repair_published(
         "rebuilding them")
     BuildState(config).remove_stale_temp_files(todo)
     rebuilt: dict[str, dict[str, Any]] = {}
-    processed = _write_shards(config, todo, lambda shard, marker: rebuilt.__setitem__(shard.name, marker))
+    processed = _write_shards(config, index, todo, lambda shard, marker: rebuilt.__setitem__(shard.name, marker),
+                              markers=False)
     differ = [name for name, marker in rebuilt.items() if _shard_entry(marker) != _shard_entry(recorded[name])]
     if differ:
         log(f"{config.out}: rebuilt {', '.join(differ)} differ from the published bytes (the libraries changed since "
@@ -185,16 +191,6 @@ def _shard_entry(record: dict[str, Any]) -> dict[str, Any]:
     return {key: record.get(key) for key in manifest_io.SHARD_ENTRY_KEYS}
 
 
-def _source_record(config: BuildConfig, index: CocoIndex, source_sha: str, images: ImagesFingerprint) -> dict:
-    return {
-        "annotations_file": config.annotations.name,
-        "annotations_sha256": source_sha,
-        "image_count": len(index.images),
-        "annotation_count": index.annotation_count,
-        **images.source_fields(),
-    }
-
-
 def _refuse_foreign_output(config: BuildConfig, state: BuildState, shards: list[PlannedShard], source: dict) -> None:
     """Refuse to mix with an unfinished build made differently, or with shard files of an unknown build."""
     fingerprint = state.read_fingerprint()
@@ -207,41 +203,27 @@ def _refuse_foreign_output(config: BuildConfig, state: BuildState, shards: list[
 
 
 def _write_shards(
-    config: BuildConfig, shards: list[PlannedShard], on_done: Callable[[PlannedShard, dict], None]
+    config: BuildConfig, index: CocoIndex | TarIndex, shards: list[PlannedShard],
+    on_done: Callable[[PlannedShard, dict], None], markers: bool,
 ) -> int:
-    """Write `shards` in order, handing each one's done-marker to `on_done`; returns the images processed."""
+    """Write `shards`, handing each one's done-marker to `on_done`; returns the images processed.
+
+    COCO and folders: images are processed in a pool in plan order and written here. SA-1B: each tar is streamed
+    and its shards written by one worker (`tar_build.py`; with `markers`, workers write the done-markers too).
+    """
     if not shards:
         return 0
-    kill_after = int(os.environ.get(KILL_HOOK_ENV, "-1"))
     total_images = sum(len(s.images) for s in shards)
+    if isinstance(index, TarIndex):
+        workers = config.workers if config.workers is not None else default_workers()
+        with _progress(config, total_images) as bar:
+            write_tar_shards(config, index, shards, workers, on_done, bar, markers)
+        return total_images
+    kill_after = int(os.environ.get(KILL_HOOK_ENV, "-1"))
     with _progress(config, total_images) as bar, _results(config, shards) as results:
         for position, shard in enumerate(shards):
-            on_done(shard, _write_shard(config, shard, results, bar, kill_now=position == kill_after))
+            on_done(shard, write_shard(config, shard, results, bar, kill_now=position == kill_after))
     return total_images
-
-
-def _write_shard(config: BuildConfig, shard: PlannedShard, results: Iterator, bar: Any, kill_now: bool) -> dict:
-    skipped, instances, empty, categories = [], 0, 0, Counter()
-    with ShardWriter(config.out / shard.name) as writer:
-        for record in shard.images:
-            outcome = next(results)
-            bar.update(1)
-            if isinstance(outcome, tuple):  # (kind, reason): skipped
-                skipped.append({"image_id": record.id, "file_name": record.file_name, "kind": outcome[0],
-                                "reason": outcome[1]})
-                continue
-            stats = outcome.pop("__stats__")
-            writer.write(outcome)
-            instances += stats["instances"]
-            empty += stats["instances"] == 0
-            categories.update({str(k): v for k, v in stats["categories"].items()})
-            if kill_now:
-                writer.flush()
-                os.kill(os.getpid(), signal.SIGKILL)
-    info = writer.info
-    assert info is not None
-    return {**info.as_dict(), "skipped": skipped, "instances": instances,
-            "images_without_annotations": empty, "category_counts": dict(sorted(categories.items()))}
 
 
 class _progress:
@@ -312,7 +294,7 @@ class _results:
                  for _, pos in suspects if 0 <= pos < len(self.records)]
         how = ", ".join(f"pid {pid} {_exit_reason(code)}" for pid, code in dead.items()) or "abruptly"
         where = f" while processing {' or '.join(named)}" if named else ""
-        return (f"{self.config.annotations}: a shard-build worker died ({how}){where}; nothing new was published; "
+        return (f"{self.config.source_label}: a shard-build worker died ({how}){where}; nothing new was published; "
                 "check or remove that image, or lower --workers if memory ran out, then rerun (finished shards are "
                 "kept)")
 
@@ -379,18 +361,14 @@ def _process_image(record: ImageRecord) -> dict[str, Any] | tuple[str, str]:
         sample = prepare_sample(_WORKER_ARGS["images"], record, _WORKER_ARGS["size"])
     except SkipImage as skip:
         return skip.kind, skip.reason
-    encoded = encode_sample(sample, _WORKER_ARGS["image_format"], _WORKER_ARGS["quality"])
-    categories = Counter(ann["category_id"] for ann in sample.annotations)
-    encoded["__stats__"] = {"instances": len(sample.annotations), "categories": dict(categories)}
-    return encoded
+    return sample_outcome(sample, _WORKER_ARGS["image_format"], _WORKER_ARGS["quality"])
 
 
 def _assemble_manifest(
-    config: BuildConfig, index: CocoIndex, source: dict, shards: list[PlannedShard], markers: list[dict | None],
+    config: BuildConfig, index: CocoIndex | TarIndex, source: dict, shards: list[PlannedShard],
+    markers: list[dict | None],
     images: ImagesFingerprint,
 ) -> dict[str, Any]:
-    from wam_pipe.data.shards.manifest_summary import assemble_manifest
-
     if any(m is None for m in markers):  # cannot happen unless files vanish mid-build
         raise RunFailure(f"{config.out}: a shard finished during this build is missing; rerun the build")
     part = {"index": config.part, "count": config.num_parts} if config.num_parts > 1 else None
@@ -398,12 +376,10 @@ def _assemble_manifest(
 
 
 def _enforce_skip_limit(config: BuildConfig, state: BuildState, shards: list[PlannedShard], manifest: dict) -> None:
-    from wam_pipe.data.shards.manifest_summary import skip_limit_exceeded
-
     total = sum(len(s.images) for s in shards)
     exceeded = skip_limit_exceeded(manifest["skipped"], total, config.max_skipped_fraction,
                                    config.out / f"skipped{config.suffix}.json")
     if exceeded:
         state.discard(shards, remove_tars=True)
-        raise RunFailure(f"{config.annotations}: {exceeded}; nothing was published; fix the images or raise "
+        raise RunFailure(f"{config.source_label}: {exceeded}; nothing was published; fix the images or raise "
                          "--max-skipped-fraction")

@@ -20,21 +20,30 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from wam_pipe.data.coco_index import ImageRecord
 from wam_pipe.data.shards.manifest import FORMAT_VERSION, part_suffix
 from wam_pipe.data.shards.prepare import IMAGE_EXTENSIONS, JPEG_SUBSAMPLING
-from wam_pipe.data.shards.tar_io import TMP_SUFFIX, atomic_write_bytes, shard_name
+from wam_pipe.core.atomic import atomic_write_bytes
+from wam_pipe.data.shards.tar_io import TMP_SUFFIX, shard_name
 from wam_pipe.core.errors import UserError
+from wam_pipe.data.shards.manifest import manifest_path
 
 STATE_DIR = "_build"
 
 
+MASK_ORDERS = ("area", "predicted_iou", "stability")
+
+
 @dataclass
 class BuildConfig:
-    """Everything `shard build` needs; see `wam_pipe.stages.ShardBuild` for the meaning of each key."""
+    """Everything `shard build` needs; see `wam_pipe.stages.ShardBuild` for the meaning of each key.
 
-    images: Path
-    annotations: Path
+    The source is one of: `images` + `annotations` (COCO), `images` alone (a folder without annotations: every
+    image with an empty instance list), or `sa1b` (SA-1B tar files, folders of them or globs; `max_masks` and
+    `mask_order` choose which of each image's masks are kept).
+    """
+
+    images: Path | None
+    annotations: Path | None
     out: Path
     size: int = 256
     samples_per_shard: int = 512
@@ -46,13 +55,34 @@ class BuildConfig:
     num_parts: int = 1
     part: int = 0
     progress: bool = True
+    sa1b: list[str] | None = None
+    max_masks: int | None = None
+    mask_order: str = "area"
 
     def __post_init__(self) -> None:
-        self.images, self.annotations, self.out = Path(self.images), Path(self.annotations), Path(self.out)
+        self.images = Path(self.images) if self.images is not None else None
+        self.annotations = Path(self.annotations) if self.annotations is not None else None
+        self.out = Path(self.out)
+        if isinstance(self.sa1b, (str, Path)):
+            self.sa1b = [str(self.sa1b)]
+
+    @property
+    def kind(self) -> str:
+        """"sa1b" (tars), "images" (a folder without annotations) or "coco" (images + instances JSON)."""
+        if self.sa1b:
+            return "sa1b"
+        return "images" if self.annotations is None else "coco"
+
+    @property
+    def source_label(self) -> str:
+        """What failure messages name as the input: the annotation file, the image folder, or the tars."""
+        if self.kind == "sa1b":
+            return f"{len(self.sa1b or [])} SA-1B tar argument(s) ({self.sa1b[0] if self.sa1b else ''}...)"
+        return str(self.annotations if self.kind == "coco" else self.images)
 
     def settings(self) -> dict[str, Any]:
         """The settings that determine the bytes of the shards (workers and parts do not)."""
-        return {
+        settings = {
             "format_version": FORMAT_VERSION,
             "size": self.size,
             "samples_per_shard": self.samples_per_shard,
@@ -60,6 +90,9 @@ class BuildConfig:
             "quality": self.quality if self.image_format == "jpeg" else None,
             "jpeg_subsampling": JPEG_SUBSAMPLING if self.image_format == "jpeg" else None,
         }
+        if self.kind == "sa1b":  # COCO settings stay as they were: published COCO builds remain up to date
+            settings.update(max_masks=self.max_masks, mask_order=self.mask_order)
+        return settings
 
     @property
     def suffix(self) -> str:
@@ -79,6 +112,14 @@ class BuildConfig:
             (0 <= self.part < max(self.num_parts, 1), "part", f"must be in 0..{self.num_parts - 1}, got {self.part}"),
             (self.workers is None or self.workers >= 0, "workers",
              f"must be >= 0 (unset = all cores), got {self.workers}"),
+            (not (self.sa1b and (self.images is not None or self.annotations is not None)), "sa1b",
+             "give either sa1b (tar files) or images (+ annotations), not both"),
+            (bool(self.sa1b) or self.images is not None, "images",
+             "give images (a folder, with or without annotations) or sa1b (tar files)"),
+            (self.max_masks is None or self.max_masks >= 0, "max_masks",
+             f"must be >= 0 (unset = all), got {self.max_masks}"),
+            (self.mask_order in MASK_ORDERS, "mask_order", f"must be one of {list(MASK_ORDERS)}, got "
+             f"{self.mask_order!r}"),
         ]
         return [(key, message) for ok, key, message in checks if not ok]
 
@@ -88,9 +129,10 @@ class BuildConfig:
         if problems:
             key, message = problems[0]
             raise UserError(f"shard build: {key}: {message}")
-        if not self.images.is_dir():
-            raise UserError(f"{self.images}: image folder not found; pass the folder holding the JSON's file_names")
-        if not self.annotations.is_file():
+        if self.kind != "sa1b" and not self.images.is_dir():
+            raise UserError(f"{self.images}: image folder not found; pass the folder holding the JSON's file_names"
+                            if self.annotations is not None else f"{self.images}: image folder not found")
+        if self.annotations is not None and not self.annotations.is_file():
             raise UserError(f"{self.annotations}: annotation file not found; pass the COCO instances JSON")
         check_output_dir(self.out)
 
@@ -112,24 +154,37 @@ def create_output_dir(out: Path) -> None:
 
 @dataclass
 class PlannedShard:
-    """One shard of the plan: its global index and the images it is made from (in id order)."""
+    """One shard of the plan: its global index and the images it is made from (in plan order).
+
+    `group` is the SA-1B tar the images come from (0 for COCO and folders): shards never span two groups, and a
+    split SA-1B build gives each part whole tars (`group % num_parts`).
+    """
 
     index: int
-    images: list[ImageRecord]
+    images: list[Any]
+    group: int = 0
 
     @property
     def name(self) -> str:
         return shard_name(self.index)
 
 
-def plan_shards(images: list[ImageRecord], config: BuildConfig) -> list[PlannedShard]:
-    """Cut the id-sorted image list into shards of `samples_per_shard`; keep this part's (`index % num_parts`).
+def plan_shards(images: list[Any], config: BuildConfig) -> list[PlannedShard]:
+    """Cut the image list into shards of `samples_per_shard` (a new shard at each new `group`, the SA-1B tar);
+    keep this part's (`index % num_parts`, or `group % num_parts` for SA-1B so that each part reads whole tars).
 
     The plan does not depend on the part count, so the parts of a split build hold exactly the shards of a whole build.
     """
     per = config.samples_per_shard
-    shards = [PlannedShard(i, images[start : start + per]) for i, start in enumerate(range(0, len(images), per))]
-    return [s for s in shards if s.index % config.num_parts == config.part]
+    runs: list[list[Any]] = []
+    for record in images:
+        group = getattr(record, "group", 0)
+        if not runs or len(runs[-1]) == per or getattr(runs[-1][0], "group", 0) != group:
+            runs.append([])
+        runs[-1].append(record)
+    shards = [PlannedShard(i, run, getattr(run[0], "group", 0)) for i, run in enumerate(runs)]
+    by_group = config.kind == "sa1b"
+    return [s for s in shards if (s.group if by_group else s.index) % config.num_parts == config.part]
 
 
 class BuildState:
@@ -194,7 +249,6 @@ def clear_output(out: Path, whole_build: bool, shards: list[PlannedShard], state
         if (out / STATE_DIR).is_dir():
             shutil.rmtree(out / STATE_DIR)
         return
-    from wam_pipe.data.shards.manifest import manifest_path
 
     manifest_path(out, state.config.part, state.config.num_parts).unlink(missing_ok=True)
     state.remove_stale_temp_files(shards)

@@ -12,6 +12,7 @@ import numpy as np
 from wam_pipe.data.shards.manifest import read_manifest
 from wam_pipe.data.shards.tar_io import EncodedSample, read_samples
 from wam_pipe.core.errors import UserError
+from wam_pipe.data.rle import decode_rles
 
 # Distinct overlay colours (RGB), cycled over the instances of a sample.
 PALETTE = [(230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200), (245, 130, 48), (145, 30, 180),
@@ -34,10 +35,19 @@ def describe(directory: str | Path) -> list[str]:
         f"instances: {totals['instances']} ({totals['instances'] / samples:.2f} per sample), "
         f"{totals['images_without_annotations']} samples without annotations, "
         f"{len(manifest['skipped'])} images skipped",
-        f"source: {manifest['source']['annotations_file']} ({manifest['source']['image_count']} images, sha256 "
-        f"{manifest['source']['annotations_sha256'][:12]}...)",
+        f"source: {_source_line(manifest['source'])}",
     ]
     return lines + category_histogram(manifest["categories"])
+
+
+def _source_line(source: dict[str, Any]) -> str:
+    """`instances.json (80 images, sha256 1a2b...)`, `SA-1B: 3 tars (...)` or `image folder, no instances (...)`."""
+    count = f"{source['image_count']} images"
+    if source.get("kind") == "sa1b":
+        return f"SA-1B: {len(source.get('tars', []))} tars ({count})"
+    if source.get("kind") == "images":
+        return f"image folder without annotations, no instances ({count})"
+    return f"{source['annotations_file']} ({count}, sha256 {str(source['annotations_sha256'])[:12]}...)"
 
 
 def category_histogram(categories: list[dict[str, Any]]) -> list[str]:
@@ -70,8 +80,7 @@ def pick_samples(directory: Path, manifest: dict[str, Any], count: int) -> list[
 
 def overlay(sample: EncodedSample, alpha: float = 0.45) -> np.ndarray:
     """A sample's image `(S, S, 3)` uint8 with each instance tinted in its own colour and outlined."""
-    from wam_pipe.data.readers.decode import decode_image
-    from wam_pipe.data.rle import decode_rles
+    from wam_pipe.data.readers.decode import decode_image  # imports torch: only the pictures need it
 
     image = decode_image(sample.image, "pil").permute(1, 2, 0).numpy().astype(np.float32)  # (S, S, 3)
     annotations = json.loads(sample.meta)["annotations"]

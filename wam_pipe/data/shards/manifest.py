@@ -26,7 +26,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from wam_pipe.data.shards.tar_io import atomic_write_bytes
+from wam_pipe.core.atomic import atomic_write_bytes
 from wam_pipe.core.errors import UserError
 
 MANIFEST_NAME = "manifest.json"
@@ -76,6 +76,12 @@ def read_manifest(path: str | Path) -> dict[str, Any]:
     return manifest
 
 
+def carries_instances(manifest: dict[str, Any]) -> bool:
+    """Whether a manifest's samples carry instance masks: false for a build from an image folder without
+    annotations (`source.instances: false`); manifests without the key (COCO, older builds) carry them."""
+    return bool((manifest.get("source") or {}).get("instances", True))
+
+
 # Short categories of skipped images (`kind`, recorded next to each one's full `reason`) and how summaries name them.
 SKIP_KINDS = {
     "missing": "file missing",
@@ -83,6 +89,7 @@ SKIP_KINDS = {
     "bomb": "decompression bomb",
     "size": "size differs from the JSON",
     "annotation": "unusable segmentation",
+    "json": "unusable annotation JSON",
     "other": "other problem",
 }
 

@@ -7,7 +7,6 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from wam_pipe.data.coco_index import CocoIndex
 from wam_pipe.data.shards.manifest import FORMAT, FORMAT_VERSION, SHARD_ENTRY_KEYS, SKIP_KINDS, skip_kind
 
 MAX_LISTED_IDS = 20
@@ -31,7 +30,7 @@ def assemble_manifest(
     source: dict[str, Any],
     part: dict[str, int] | None,
     markers: list[dict[str, Any]],
-    index: CocoIndex,
+    index: Any,  # CocoIndex or TarIndex: categories and unknown-image counts
     files_not_in_json: int,
 ) -> dict[str, Any]:
     """The manifest of a whole build or a part, from its shards' done-markers (in shard order)."""

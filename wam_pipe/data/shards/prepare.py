@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from PIL import Image
 
 from wam_pipe.core.pixel_limit import ImageTooLarge, open_image
@@ -82,12 +81,16 @@ def full_resolution_rles(record: ImageRecord, annotations: list[dict[str, Any]])
     return rles
 
 
+MASK_CHUNK = 16  # masks decoded at full resolution at once: bounds memory (~100 SA-1B masks of 3.4 MP each)
+
+
 def stored_rles(full_rles: list[dict[str, Any]], geometry: CropGeometry) -> list[dict[str, Any]]:
     """Full-resolution RLEs -> RLEs of the `size` x `size` crop (resize nearest + crop, re-encoded)."""
-    if not full_rles:
-        return []
-    masks = rle_ops.decode_rles(full_rles)  # (H, W, N)
-    return rle_ops.encode_masks(resize_crop_masks(masks, geometry))  # N RLEs of (size, size)
+    out: list[dict[str, Any]] = []
+    for start in range(0, len(full_rles), MASK_CHUNK):
+        masks = rle_ops.decode_rles(full_rles[start : start + MASK_CHUNK])  # (H, W, n)
+        out.extend(rle_ops.encode_masks(resize_crop_masks(masks, geometry)))  # n RLEs of (size, size)
+    return out
 
 
 @dataclass
@@ -135,6 +138,64 @@ def prepare_sample(images_dir: Path, record: ImageRecord, size: int) -> Prepared
     return PreparedSample(record.key, resize_crop_image(image, geometry), meta)
 
 
+SA1B_SORT_KEYS = {"area": "area", "predicted_iou": "predicted_iou", "stability": "stability_score"}
+
+
+def select_masks(annotations: list[Any], max_masks: int | None, order: str) -> list[dict[str, Any]]:
+    """The first `max_masks` annotations by `order` (largest value first, ties in file order); all when None.
+
+    Raises:
+        SkipImage: an annotation is not an object or its sort value is not a number.
+    """
+    key = SA1B_SORT_KEYS[order]
+    values = []
+    for position, ann in enumerate(annotations):
+        value = ann.get(key) if isinstance(ann, dict) else None
+        if type(value) not in (int, float):
+            raise SkipImage(f"annotation JSON: annotations[{position}].{key}: expected a number, got {value!r}",
+                            "json")
+        values.append((-value, position))
+    chosen = sorted(values)[: max_masks if max_masks is not None else len(values)]
+    return [annotations[position] for _, position in chosen]
+
+
+def _parse_sa1b_json(data: bytes) -> tuple[int, int, list[Any]]:
+    """(width, height, annotations) of an SA-1B JSON member; `SkipImage` (kind `json`) when unusable."""
+    try:
+        meta = json.loads(data)
+        image = meta["image"]
+        width, height, annotations = image["width"], image["height"], meta["annotations"]
+    except (ValueError, KeyError, TypeError) as err:
+        raise SkipImage(f"annotation JSON does not parse or lacks image/annotations ({type(err).__name__}: {err})",
+                        "json") from None
+    if type(width) is not int or type(height) is not int or not isinstance(annotations, list):
+        raise SkipImage("annotation JSON: image.width/height must be ints and annotations a list", "json")
+    return width, height, annotations
+
+
+def prepare_sa1b_sample(record: Any, image_bytes: bytes, json_bytes: bytes, size: int, max_masks: int | None,
+                        order: str) -> PreparedSample:
+    """One SA-1B pair (`sa_N.jpg`, `sa_N.json` bytes) -> a `PreparedSample` with the chosen masks.
+
+    The image is decoded once and must be the JSON's size; each chosen mask (compressed RLE at the image's size) is
+    decoded, resized and cropped as COCO instances are, and stored as `{id, category_id: 1, iscrowd: 0, area,
+    segmentation}`.
+
+    Raises:
+        SkipImage: the JPEG is damaged or not the JSON's size, the JSON is unusable, or an RLE's size disagrees.
+    """
+    width, height, annotations = _parse_sa1b_json(json_bytes)
+    image = open_rgb(io.BytesIO(image_bytes), width, height)
+    chosen = select_masks(annotations, max_masks, order)
+    full = full_resolution_rles(ImageRecord(record.id, record.file_name, height, width), chosen)
+    geometry = crop_geometry(width, height, size)
+    stored = [{"id": ann.get("id"), "category_id": 1, "iscrowd": 0, "area": rle_ops.rle_area(rle),
+               "segmentation": rle} for ann, rle in zip(chosen, stored_rles(full, geometry))]
+    meta = {"image_id": record.id, "file_name": Path(record.image_member).name, "height": size, "width": size,
+            "orig_height": height, "orig_width": width, "annotations": stored}
+    return PreparedSample(record.key, resize_crop_image(image, geometry), meta)
+
+
 def encode_image(image: Image.Image, image_format: str, quality: int) -> bytes:
     """RGB PIL image -> JPEG (`quality`, 4:2:0) or PNG bytes, deterministic for a given Pillow build."""
     buffer = io.BytesIO()
@@ -155,8 +216,3 @@ def encode_sample(sample: PreparedSample, image_format: str, quality: int) -> di
         IMAGE_EXTENSIONS[image_format]: encode_image(sample.image, image_format, quality),
         "json": json.dumps(sample.record, separators=(",", ":")).encode(),
     }
-
-
-def image_array(image: Image.Image) -> np.ndarray:
-    """RGB PIL image -> uint8 `(H, W, 3)` array."""
-    return np.asarray(image, dtype=np.uint8)

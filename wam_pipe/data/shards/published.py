@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from wam_pipe.data.shards.build_state import BuildConfig
-from wam_pipe.data.coco_index import CocoIndex, load_coco_index
-from wam_pipe.data.shards.fingerprint import ImagesFingerprint, fingerprint_images, quick_folder_sha256
+from wam_pipe.data.coco_index import CocoIndex
+from wam_pipe.data.shards.fingerprint import ImagesFingerprint, quick_folder_sha256
+from wam_pipe.data.shards.sources import fingerprint_source, load_index, quick_tars_fingerprint
 from wam_pipe.data.shards.manifest import describe_difference
 from wam_pipe.data.shards.manifest_summary import skip_limit_exceeded
 from wam_pipe.core.errors import RunFailure, UserError
@@ -78,14 +79,20 @@ def _check_images(
     recorded = source.get("images_sha256")
     if recorded is None:  # a manifest from before image fingerprints
         return None, None, None
+    if config.kind == "sa1b":  # (tar name, size) from `stat` alone: no header is read on a no-op rerun
+        if quick_tars_fingerprint(config) != recorded:
+            raise UserError(f"{config.out}: holds shards built from other SA-1B tars (a tar was added, removed or "
+                            "changed size since that build)" + REFUSAL_FIX)
+        return None, None, None
     folder = source.get("images_folder_sha256")
     if folder is not None and quick_folder_sha256(config.images) == folder:
         return None, None, None
-    index = load_coco_index(config.annotations)
-    fingerprint = fingerprint_images(config.images, index)
+    index = load_index(config)
+    fingerprint = fingerprint_source(config, index)
     if fingerprint.listed_sha256 != recorded:
+        listed = f"the files {config.annotations.name} lists" if config.annotations is not None else "the images"
         raise UserError(
-            f"{config.out}: holds shards built from other images: the files {config.annotations.name} lists under "
+            f"{config.out}: holds shards built from other images: {listed} under "
             f"{config.images} changed since that build (a file appeared, vanished or changed size; now "
             f"{fingerprint.listed_missing} of {len(index.images)} are missing)" + REFUSAL_FIX
         )
@@ -100,7 +107,7 @@ def _enforce_published_skip_limit(config: BuildConfig, manifest: dict[str, Any])
     exceeded = skip_limit_exceeded(skipped, total, config.max_skipped_fraction)
     if exceeded:
         raise RunFailure(
-            f"{config.annotations}: the published build in {config.out} {exceeded}; fix those images, then rebuild "
+            f"{config.source_label}: the published build in {config.out} {exceeded}; fix those images, then rebuild "
             "with --overwrite (or raise --max-skipped-fraction)"
         )
 

@@ -14,50 +14,20 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from wam_pipe.core.atomic import TMP_SUFFIX, commit, fsync_file
 from wam_pipe.core.disk_full import is_no_space, no_space_message, no_space_names
 from wam_pipe.core.errors import RunFailure
 
 SHARD_PATTERN = "shard-{index:06d}.tar"
-TMP_SUFFIX = ".tmp"
 
 
 def shard_name(index: int) -> str:
     return SHARD_PATTERN.format(index=index)
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make a rename inside `directory` durable (no-op where directories cannot be opened)."""
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write `data` to `path` via a temp file, fsync and rename."""
-    path = Path(path)
-    tmp = path.with_name(path.name + TMP_SUFFIX)
-    with no_space_names(path):
-        try:
-            with open(tmp, "wb") as stream:
-                stream.write(data)
-                stream.flush()
-                os.fsync(stream.fileno())
-        except OSError:
-            tmp.unlink(missing_ok=True)  # do not leave a partial temp file taking the space that ran out
-            raise
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
 
 
 @dataclass
@@ -132,8 +102,7 @@ class ShardWriter:
         try:
             with no_space_names(self.path):
                 self._archive.close()  # writes the end-of-archive blocks
-                self._stream.flush()
-                os.fsync(self._stream.fileno())
+                fsync_file(self._stream)
         except BaseException:
             self.tmp.unlink(missing_ok=True)
             raise
@@ -144,8 +113,7 @@ class ShardWriter:
             if is_no_space(exc):
                 raise RunFailure(no_space_message(self.path, exc)) from None
             return
-        os.replace(self.tmp, self.path)
-        fsync_dir(self.path.parent)
+        commit(self.tmp, self.path)
         self.info = ShardInfo(self.path.name, self.samples, self._hashing.size, self._hashing.digest.hexdigest())
 
 

@@ -9,9 +9,11 @@ import multiprocessing
 from pathlib import Path
 from typing import Any
 
+from wam_pipe.core.progress import progress
 from wam_pipe.data.shards.manifest import read_manifest
 from wam_pipe.data.rle import SegmentationError, check_counts_total, counts_from_string
 from wam_pipe.data.shards.tar_io import EncodedSample, ShardFormatError, read_samples
+from wam_pipe.data.shards.build import default_workers
 
 REQUIRED_FIELDS = ("image_id", "file_name", "height", "width", "orig_height", "orig_width", "annotations")
 
@@ -80,21 +82,29 @@ def verify_shard(job: tuple[str, dict[str, Any], int]) -> tuple[list[str], list[
     return keys, problems
 
 
-def verify_shards(directory: str | Path, workers: int | None = None) -> tuple[dict[str, Any], list[str]]:
-    """Check a whole shard directory; returns (manifest, problems). An empty problem list means it is sound."""
-    from wam_pipe.data.shards.build import default_workers
+def verify_shards(directory: str | Path, workers: int | None = None,
+                  show_progress: bool = True) -> tuple[dict[str, Any], list[str]]:
+    """Check a whole shard directory; returns (manifest, problems). An empty problem list means it is sound.
 
+    Progress (shards/s, ETA) goes to stderr: a bar on a terminal, a line every 30 s elsewhere (`show_progress`).
+    """
     directory = Path(directory)
     manifest = read_manifest(directory)
     size = int(manifest["settings"]["size"])
     jobs = [(str(directory), entry, size) for entry in manifest["shards"]]
     workers = default_workers() if workers is None else workers
-    if workers <= 1 or len(jobs) <= 1:
-        results = [verify_shard(job) for job in jobs]
-    else:
-        context = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        with multiprocessing.get_context(context).Pool(min(workers, len(jobs))) as pool:
-            results = pool.map(verify_shard, jobs, chunksize=1)
+    results = []
+    with progress(len(jobs), "shard verify", "shard", enabled=show_progress) as bar:
+        if workers <= 1 or len(jobs) <= 1:
+            for job in jobs:
+                results.append(verify_shard(job))
+                bar.update(1)
+        else:
+            context = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+            with multiprocessing.get_context(context).Pool(min(workers, len(jobs))) as pool:
+                for result in pool.imap(verify_shard, jobs, chunksize=1):  # in order, as they finish
+                    results.append(result)
+                    bar.update(1)
     problems = [line for _, shard_problems in results for line in shard_problems]
     all_keys = [key for keys, _ in results for key in keys]
     if len(set(all_keys)) != len(all_keys):

@@ -21,8 +21,8 @@ from typing import Any, Callable, Mapping
 
 from wam_pipe.core.context import RunContext
 from wam_pipe.core.tracking import TRACKERS, NullTracker, Tracker, TrackerGroup
-from wam_pipe.data.shards.tar_io import atomic_write_bytes
-from wam_pipe.eval.outputs import eval_dir
+from wam_pipe.core.atomic import atomic_write_bytes
+from wam_pipe.core import run_layout as layout
 
 
 @dataclass(frozen=True)
@@ -108,13 +108,13 @@ def final_metrics(run_dir: Path) -> dict[str, float]:
     """The numbers a finished run is judged by: the last evaluation's summary (`eval/<name>`) and the last epoch's
     training averages (`train/<name>`), from the files the run wrote."""
     metrics: dict[str, float] = {}
-    log = Path(run_dir) / "log.jsonl"
+    log = layout.log_path(run_dir)
     if log.is_file():
         epochs = [r for r in map(_json_or_none, log.read_text().splitlines()) if r and r.get("kind") == "epoch"]
         if epochs:
             metrics.update({f"train/{k}": v for k, v in epochs[-1].items() if _is_number(v)
                             and k not in ("epoch", "step", "time")})
-    evaluation = eval_dir(run_dir) / "metrics.json"
+    evaluation = layout.metrics_path(run_dir)
     if evaluation.is_file():
         summary = (_json_or_none(evaluation.read_text()) or {}).get("summary") or {}
         metrics.update({f"eval/{k}": v for k, v in summary.items() if _is_number(v)})

@@ -10,6 +10,7 @@ from PIL import Image
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 
+from wam_pipe.core import run_layout as layout
 from wam_pipe.core.tracking import HParam, Scalar
 from wam_pipe.runner.tracking import TrackerRun
 
@@ -22,7 +23,7 @@ class TensorBoardTracker:
     """
 
     def __init__(self, run: TrackerRun):
-        folder = run.run_dir / "tb"
+        folder = layout.tensorboard_dir(run.run_dir)
         purge = run.start_step + 1 if run.start_step > 0 and folder.is_dir() else None
         self.writer = SummaryWriter(log_dir=str(folder), purge_step=purge)
 

@@ -18,9 +18,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from wam_pipe.core.disk_full import no_space_names
+from wam_pipe.core.atomic import atomic_open
 from wam_pipe.core.errors import UserError
-from wam_pipe.data.shards.tar_io import fsync_dir
 
 FORMAT = 1
 # Test hook: SIGKILL this process in the middle of its Nth checkpoint write (1-based), after the bytes are written
@@ -32,19 +31,10 @@ _saves = 0
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with no_space_names(path):
-        try:
-            with open(tmp, "wb") as f:
-                torch.save({"format": FORMAT, **payload}, f)
-                f.flush()
-                _kill_hook()
-                os.fsync(f.fileno())
-        except BaseException:
-            tmp.unlink(missing_ok=True)  # frees the space a partial write took; the previous checkpoint is intact
-            raise
-    os.replace(tmp, path)
-    fsync_dir(path.parent)  # the rename survives a power loss
+    with atomic_open(path) as f:  # temp, fsync, rename, fsync dir; a full disk is one line naming `path`
+        torch.save({"format": FORMAT, **payload}, f)
+        f.flush()
+        _kill_hook()
 
 
 _CALLABLE_MODULES = ("posix", "nt", "os", "subprocess", "builtins", "__builtin__", "sys", "shutil", "importlib",

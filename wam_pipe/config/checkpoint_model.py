@@ -18,6 +18,9 @@ import yaml
 
 from wam_pipe.core import safe_yaml
 from wam_pipe.core.errors import ConfigError, UserError
+from wam_pipe.config import build_node
+from wam_pipe.config.validate import validate
+from wam_pipe.core.checkpoint import load_checkpoint, load_model_weights
 
 MODEL_KEYS = ("embedder", "extractor", "jnd", "scaling_w", "scaling_i", "img_size")
 WATERMARKER_TARGET = "wam_pipe.models.Watermarker"
@@ -100,9 +103,6 @@ def build_model(node: dict[str, Any], source: str, allow_targets: Sequence[str] 
     """Validate `node` (allowlist, signatures, types) as a pipeline's `stages.step`, then build it."""
     from omegaconf import OmegaConf
 
-    from wam_pipe.config import build_node
-    from wam_pipe.config.validate import validate
-
     # Validated under the key it had in the checkpoint, so error lines name stages.step.<key> as the user knows it.
     pipeline = {"version": 1, "name": "checkpoint-model", "allow_targets": list(allow_targets),
                 "stages": {"step": node}}
@@ -122,10 +122,8 @@ def load_watermarker(path: str | Path, device: torch.device | str = "cpu",
         path: a `.pt` file written by wam-pipe training.
         device: where the model runs.
         allow_targets: extra import patterns to trust in the checkpoint's config (beyond the default
-            allowlist of `wam_pipe.config.targets`), e.g. `["my_lab.*"]` for a model with custom components.
+            allowlist of `wam_pipe.core.targets`), e.g. `["my_lab.*"]` for a model with custom components.
     """
-    from wam_pipe.runner.checkpoint import load_checkpoint, load_model_weights
-
     path = Path(path)
     checkpoint = load_checkpoint(path, map_location="cpu")
     model = build_model(model_node(checkpoint.get("config"), str(path)), str(path), allow_targets)

@@ -7,7 +7,7 @@ import textwrap
 import pytest
 
 from wam_pipe.config import compose
-from wam_pipe.config.targets import TargetError, TargetNotAllowed, disallowed_reason, import_allowed
+from wam_pipe.core.targets import TargetError, TargetNotAllowed, disallowed_reason, import_allowed
 from wam_pipe.core.errors import ConfigError
 
 

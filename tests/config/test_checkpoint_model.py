@@ -9,9 +9,9 @@ import torch
 import yaml
 
 from wam_pipe.core.errors import ConfigError, UserError
-from wam_pipe.inference.loading import load_watermarker, model_node
+from wam_pipe.config.checkpoint_model import load_watermarker, model_node
 from wam_pipe.models import ConvEmbedder, ConvExtractor, Watermarker
-from wam_pipe.runner.checkpoint import load_checkpoint, save_checkpoint
+from wam_pipe.core.checkpoint import load_checkpoint, save_checkpoint
 
 
 def step_config(nbits: int = 6, **extra) -> dict:
