@@ -92,3 +92,38 @@ def reference_weights() -> types.SimpleNamespace:
     return types.SimpleNamespace(det_tensor=det_tensor, deterministic_state=deterministic_state,
                                  reference_state=reference_state, write_reference_file=write_reference_file,
                                  parity_dir=PARITY_DIR)
+
+
+@pytest.fixture
+def no_hang():
+    """A guard for tests of former hangs: if the test is still running after 120 s (a hang inside C code, which no
+    Python exception can interrupt), faulthandler prints every thread's stack and exits the test process, so the
+    suite fails loudly instead of hanging."""
+    import faulthandler
+
+    faulthandler.dump_traceback_later(120, exit=True)
+    yield
+    faulthandler.cancel_dump_traceback_later()
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A real 256 KiB tmpfs (a disk that fills up), mounted at tmp_path/disk; yields (path, resize(kib)).
+
+    Needs root (CAP_SYS_ADMIN); skipped elsewhere. `resize` remounts it larger: "free space, then rerun"."""
+    import subprocess
+
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True,
+                          text=True, timeout=30)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs to fill (needs root): {done.stderr.strip()}")
+
+    def resize(kib: int) -> None:
+        subprocess.run(["mount", "-o", f"remount,size={kib}k", str(mount)], check=True, timeout=30)
+
+    try:
+        yield mount, resize
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], capture_output=True, timeout=30)

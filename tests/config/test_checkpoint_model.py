@@ -107,3 +107,40 @@ def test_a_pickle_of_foreign_objects_is_named_not_run(tmp_path):
     with pytest.raises(UserError, match=r"stores Python objects \(pathlib\.\w*Path\) that safe loading refuses") as err:
         load_checkpoint(tmp_path / "foreign.pt")
     assert "weights_only" not in str(err.value)
+
+
+def test_a_pickled_call_to_os_system_is_named_as_code_and_never_runs(tmp_path):
+    # Issue 11 item 11: reported as "archive is truncated or damaged" before.
+    import os
+
+    marker = tmp_path / "ran"
+
+    class Evil:
+        def __reduce__(self):
+            return os.system, (f"touch {marker}",)
+
+    torch.save({"model": {}, "x": Evil()}, tmp_path / "evil.pt")
+    with pytest.raises(UserError, match=r"evil.pt: .*it holds code \(posix.system\) that loading would run; safe "
+                                        r"loading refused it, nothing ran"):
+        load_checkpoint(tmp_path / "evil.pt")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize("model, message", [
+    ([1, 2], "the checkpoint's 'model' is a list, not a mapping"),
+    ({"w": torch.tensor([1.0, float("nan")])}, "weight w holds NaN or infinite values"),
+])
+def test_checkpoint_weights_are_checked_before_anything_is_built(tmp_path, model, message):
+    # Issue 11 item 9: a list gave AttributeError; NaN weights gave a result, then a ValueError traceback.
+    torch.save({"model": model, "config": ""}, tmp_path / "c.pt")
+    with pytest.raises(UserError, match=message):
+        load_checkpoint(tmp_path / "c.pt")
+
+
+@pytest.mark.parametrize("where", ["img_size", "nbits"])
+def test_checkpoint_sizes_out_of_bounds_are_refused_before_building(tmp_path, where):
+    # Issue 11 item 9: `img_size: 100000` tried to allocate 120 GB.
+    step = step_config(img_size=100000) if where == "img_size" else step_config(nbits=10**7)
+    path = write(tmp_path / "c.pt", step)
+    with pytest.raises(UserError, match=rf"c.pt: the checkpoint's stages.step.*{where} is \d+, outside"):
+        load_watermarker(path)

@@ -270,3 +270,30 @@ def test_a_target_reaching_outside_the_allowed_modules_builds_nothing(tmp_path):
     assert errors[-1] == f"{path}: stages: nothing was built because of the refused target above; fix or trust it " \
                          f"to see the other checks"
     assert len(errors) == 2
+
+
+@pytest.mark.parametrize("override, message", [
+    ("stages.step.optimizer.lr=nan", "stages.step.optimizer.lr: must be a finite number, got nan"),
+    ("stages.step.optimizer.lr=inf", "stages.step.optimizer.lr: must be a finite number, got inf"),
+    ("stages.step.optimizer.lr=-1.0", "stages.step.optimizer: torch.optim.AdamW refuses these values: Invalid learning rate"),
+    ("stages.step.optimizer.betas=[0.9,2.0]", "stages.step.optimizer: torch.optim.AdamW refuses these values: Invalid beta"),
+    ("+stages.step.scheduler={_target_:wam_pipe.optim.CosineWarmup,_partial_:true,warmup:-3}",
+     "stages.step.scheduler: wam_pipe.optim.CosineWarmup refuses these values: warmup must be >= 0"),
+])
+def test_optimizer_and_scheduler_values_are_checked_at_validate(override, message):
+    # Issue 11 item 6: `validate` said OK and `run` died in torch's ValueError at the first step.
+    from wam_pipe.config import compose
+    from wam_pipe.core.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        compose(str(Path(__file__).resolve().parents[2] / "pipelines" / "quickstart.yaml"), [override])
+    assert any(message in line for line in err.value.errors), err.value.errors
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b", ".hidden", ""])
+def test_a_pipeline_name_that_would_leave_runs_is_refused(tmp_path, name):
+    # Issue 11 item 13: a name with `../` put the run dir outside runs/.
+    path = tmp_path / "p.yaml"
+    path.write_text(f"version: 1\nname: {name!r}\nstages: {{}}\n")
+    with pytest.raises(ConfigError, match=r"p.yaml: name: "):
+        compose(str(path))

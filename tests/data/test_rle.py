@@ -78,3 +78,18 @@ def test_union_and_encode_round_trip():
     np.testing.assert_array_equal(rle_ops.decode_rles(rles), masks)
     np.testing.assert_array_equal(rle_ops.decode_union(rles, 16, 16), masks.max(axis=2))
     assert rle_ops.decode_union([], 16, 16).sum() == 0
+
+
+def test_the_loop_and_the_vectorised_decoders_agree_on_long_and_short_counts():
+    rng = np.random.default_rng(5)
+    for _ in range(30):
+        side = int(rng.integers(1, 300))
+        mask = (rng.random((side, side, 1)) < rng.random()).astype(np.uint8)
+        counts = rle_ops.encode_masks(mask)[0]["counts"]
+        loop = rle_ops._runs_by_loop(counts)
+        np.testing.assert_array_equal(np.asarray(loop), rle_ops.counts_from_string(counts))  # numpy when long
+        assert sum(loop) == side * side
+    for bad in ("oooo", "0" * 3 + "~", "o" * 9 + "0"):
+        for decode in (rle_ops._runs_by_loop, lambda c: rle_ops.counts_from_string(c * 200)):
+            with pytest.raises(rle_ops.SegmentationError):
+                decode(bad)

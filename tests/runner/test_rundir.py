@@ -82,3 +82,25 @@ def test_slurm_job_logs_do_not_make_a_run_dir_and_survive_overwrite(tmp_path):
     record(run_dir, NEW)                                                           # fresh: wipes the run
     assert not (run_dir / "log.jsonl").exists()
     assert (run_dir / "slurm" / "7" / "7_0_log.out").read_text() == "log"
+
+
+def test_overwrite_deletes_only_what_wam_pipe_wrote(tmp_path):
+    # Issue 11 item 16: `run --overwrite` deleted the user's notes, folders and a copied checkpoint.
+    from wam_pipe.runner.rundir import write_run_files
+
+    run_dir = tmp_path / "run"
+    write_run_files(run_dir, "a: 1\n", "a: 1\n", [], "cpu", 1, fresh=False)
+    (run_dir / "log.jsonl").write_text("{}\n")
+    (run_dir / "eval").mkdir()
+    (run_dir / "eval" / "summary.json").write_text("{}")
+    (run_dir / "checkpoints").mkdir()
+    for name in ("last.pt", "epoch-0001.pt", "copied-from-elsewhere.pt"):
+        (run_dir / "checkpoints" / name).write_bytes(b"x")
+    (run_dir / "notes.md").write_text("mine")
+    (run_dir / "analysis").mkdir()
+    (run_dir / "analysis" / "plot.png").write_bytes(b"x")
+    write_run_files(run_dir, "a: 2\n", "a: 2\n", ["x=1"], "cpu", 1, fresh=True)
+    left = sorted(str(p.relative_to(run_dir)) for p in run_dir.rglob("*"))
+    assert left == ["analysis", "analysis/plot.png", "checkpoints", "checkpoints/copied-from-elsewhere.pt",
+                    "config.yaml", "env.json", "notes.md", "overrides.txt", "resolved.yaml"]
+    assert (run_dir / "overrides.txt").read_text() == "x=1\n" and (run_dir / "resolved.yaml").read_text() == "a: 2\n"

@@ -14,6 +14,7 @@ import sys
 import traceback
 
 from wam_pipe import __version__
+from wam_pipe.core.disk_full import is_no_space, no_space_message
 from wam_pipe.core.errors import UserError
 
 # Sub-commands live in `wam_pipe/cli/<name>_cmd.py`; each exposes `register(subparsers)` and sets `func` on its
@@ -74,3 +75,8 @@ def main(argv: list[str] | None = None) -> int:
         # would (exit 141), and keep Python from complaining again when it flushes stdout at exit.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
+    except Exception as err:
+        if not is_no_space(err):  # a full disk is the environment's fault, in one line; anything else: traceback
+            raise
+        print(no_space_message(None, err), file=sys.stderr)
+        return 1

@@ -26,6 +26,7 @@ import os
 from pathlib import Path
 
 from wam_pipe.cli._common import add_pipeline_arguments, check_overrides
+from wam_pipe.core.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -44,6 +45,8 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     check_overrides(args.parser, args.overrides)
+    if args.nproc is not None and args.nproc < 1:
+        raise UserError(f"--nproc {args.nproc}: give the number of processes to launch, at least 1")
     if args.multirun:
         return _multirun(args)
     if args.nproc and args.nproc > 1 and "WORLD_SIZE" not in os.environ:

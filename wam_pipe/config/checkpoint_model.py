@@ -16,6 +16,7 @@ from typing import Any, Sequence
 import torch
 import yaml
 
+from wam_pipe.core import safe_yaml
 from wam_pipe.core.errors import ConfigError, UserError
 from wam_pipe.config import build_node
 from wam_pipe.config.validate import validate
@@ -61,7 +62,7 @@ def model_node(config_text: Any, source: str) -> dict[str, Any]:
         raise UserError(f"{source}: the checkpoint has no pipeline config, so its model cannot be rebuilt; use a "
                         "checkpoint written by wam-pipe training")
     try:
-        config = yaml.safe_load(config_text)
+        config = safe_yaml.safe_load(config_text, f"{source}: the checkpoint's pipeline config")
     except yaml.YAMLError as err:
         raise UserError(f"{source}: the checkpoint's pipeline config is not valid YAML ({err})") from err
     stages = config.get("stages") if isinstance(config, dict) else None
@@ -72,7 +73,31 @@ def model_node(config_text: Any, source: str) -> dict[str, Any]:
     if _contains_interpolation(node):
         raise UserError(f"{source}: the checkpoint's model config contains '${{...}}' interpolations; a checkpoint "
                         "stores a resolved config, so this file was edited or not written by wam-pipe")
+    for key, value in _sized_values(node, MODEL_PATH):
+        name = key.rsplit(".", 1)[-1]
+        low, high = SIZE_BOUNDS[name]
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise UserError(f"{source}: the checkpoint's {key} is {value!r}, outside {low}..{high}; this file was "
+                            "edited or not written by wam-pipe, so nothing is built from it")
     return node
+
+
+# What a checkpoint may claim about sizes: building a model of `img_size: 100000` would allocate ~120 GB.
+SIZE_BOUNDS = {"img_size": (8, 4096), "nbits": (0, 1024)}
+
+
+def _sized_values(node: Any, path: str) -> list[tuple[str, Any]]:
+    """(dotted key, value) of every `img_size`/`nbits` in the model node, nested components included."""
+    found: list[tuple[str, Any]] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in SIZE_BOUNDS:
+                found.append((f"{path}.{key}", value))
+            found.extend(_sized_values(value, f"{path}.{key}"))
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            found.extend(_sized_values(value, f"{path}.{i}"))
+    return found
 
 
 def build_model(node: dict[str, Any], source: str, allow_targets: Sequence[str] = ()) -> Any:

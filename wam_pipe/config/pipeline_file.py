@@ -7,6 +7,7 @@ A pipeline file has exactly these top-level keys: `version`, `name`, `vars`, `ru
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,11 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from wam_pipe.core.errors import ConfigError, UserError
+from wam_pipe.core.safe_yaml import check_yaml
 from wam_pipe.stages.slots import BY_KEY, SLOT_KEYS, slot_problems
 from wam_pipe.config.messages import interpolation_message
 
+_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._-]*")
 TOP_LEVEL_KEYS = ("version", "name", "vars", "run", "allow_targets", "stages")
 SUPPORTED_VERSIONS = (1,)
 
@@ -29,6 +32,7 @@ def load_yaml(path: str | Path) -> DictConfig:
         hint = " (it is a directory)" if path.is_dir() else ""
         raise UserError(f"{path}: no such pipeline file{hint}; check the path (shipped pipelines are in pipelines/)")
     try:
+        check_yaml(path.read_text(), path)  # alias bombs and recursive aliases, before OmegaConf expands them
         cfg = OmegaConf.load(path)
     except yaml.MarkedYAMLError as err:
         mark = err.problem_mark or err.context_mark
@@ -91,6 +95,9 @@ def check_top_level(data: dict[str, Any], file: str) -> list[str]:
         errors.append(f"{file}: version: unsupported pipeline version {version!r}; this wam-pipe reads version 1")
     if not isinstance(data.get("name"), str) or not data.get("name"):
         errors.append(f"{file}: name: missing or not a string; give the pipeline a name (it names the run dir)")
+    elif not _NAME.fullmatch(data["name"]):
+        errors.append(f"{file}: name: {data['name']!r} must be letters, digits, '.', '_' or '-' and not start with "
+                      "'.' (it names the run dir runs/<name>, which must stay inside runs/)")
     for key in ("vars", "run"):
         if data.get(key) is not None and not isinstance(data[key], dict):
             errors.append(f"{file}: {key}: expected a mapping, got {data[key]!r}")

@@ -17,7 +17,6 @@ import dataclasses
 import hashlib
 import itertools
 import json
-from typing import Any
 
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.errors import HydraException, OverrideParseException

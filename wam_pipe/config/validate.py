@@ -24,6 +24,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
+from wam_pipe.config.optim_check import optimizer_problems
 from wam_pipe.config.data_checks import instance_problems
 from wam_pipe.config.messages import interpolation_message
 from wam_pipe.config.pipeline_file import check_top_level
@@ -219,6 +220,9 @@ class _Walk:
         sig = signature_of(obj)
         if sig is not None:
             self.errors.extend(_check_arguments(node, obj, sig, target, path, file))
+        if not errors_for(path, self.errors) and UNRESOLVED not in node.values():
+            for key, message in optimizer_problems(obj, node):
+                self.errors.append(f"{file}: {path}{'.' + key if key else ''}: {message}")
 
     def _check_config(self, node: dict, path: str) -> None:
         """The component's own cross-field checks (it may read its children's signatures: all were imported)."""

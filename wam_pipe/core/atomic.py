@@ -14,6 +14,8 @@ import os
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
+from wam_pipe.core.disk_full import no_space_names
+
 TMP_SUFFIX = ".tmp"
 
 
@@ -52,13 +54,14 @@ def atomic_open(path: str | Path) -> Iterator[BinaryIO]:
     """`with atomic_open(path) as f: f.write(...)`: `path` appears, complete, only if the block exits cleanly."""
     path = Path(path)
     tmp = temp_path(path)
-    try:
-        with open(tmp, "wb") as stream:
-            yield stream
-            fsync_file(stream)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with no_space_names(path):  # a full disk is one line naming `path` (exit 1), not a traceback
+        try:
+            with open(tmp, "wb") as stream:
+                yield stream
+                fsync_file(stream)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # frees the space a partial write took; the previous file is intact
+            raise
     commit(tmp, path)
 
 

@@ -7,8 +7,10 @@ is enough to rebuild its model (`wam-pipe embed/detect --checkpoint`).
 
 from __future__ import annotations
 
+import os
 import random
 import re
+import signal
 import warnings
 from pathlib import Path
 from typing import Any, Mapping, Optional
@@ -20,13 +22,36 @@ from wam_pipe.core.atomic import atomic_open
 from wam_pipe.core.errors import UserError
 
 FORMAT = 1
+# Test hook: SIGKILL this process in the middle of its Nth checkpoint write (1-based), after the bytes are written
+# and before the rename (crash-safety tests of DDP runs).
+KILL_HOOK_ENV = "WAM_PIPE_TEST_KILL_IN_CHECKPOINT"
+_saves = 0
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_open(path) as f:
+    with atomic_open(path) as f:  # temp, fsync, rename, fsync dir; a full disk is one line naming `path`
         torch.save({"format": FORMAT, **payload}, f)
+        f.flush()
+        _kill_hook()
+
+
+_CALLABLE_MODULES = ("posix", "nt", "os", "subprocess", "builtins", "__builtin__", "sys", "shutil", "importlib",
+                     "runpy", "pty", "socket", "ctypes", "code", "pickle", "marshal", "types")
+
+
+def _kill_hook() -> None:
+    global _saves
+    _saves += 1
+    if os.environ.get(KILL_HOOK_ENV) == str(_saves):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _is_callable_global(name: str) -> bool:
+    """A global that runs code when unpickled (os.system, eval, ...) rather than a plain foreign class."""
+    module, _, attr = name.rpartition(".")
+    return bool(attr) and module.split(".")[0] in _CALLABLE_MODULES
 
 
 def _why_unreadable(path: Path, err: Exception) -> str:
@@ -41,7 +66,11 @@ def _why_unreadable(path: Path, err: Exception) -> str:
         head = b""
     if not head:
         return "the file is empty (an interrupted save or copy?); use another checkpoint"
-    foreign = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(err))
+    # torch words the refusal of a pickled callable in two ways, by version and by what the global is.
+    foreign = re.search(r"[Uu]nsupported (?:global: )?GLOBAL ([\w.]+)", str(err))
+    if foreign and _is_callable_global(foreign.group(1)):
+        return (f"it holds code ({foreign.group(1)}) that loading would run; safe loading refused it, nothing ran. "
+                "Do not load this file; give a .pt file written by wam-pipe training")
     if foreign:
         return (f"it stores Python objects ({foreign.group(1)}) that safe loading refuses, so wam-pipe did not write "
                 "it; give a .pt file written by wam-pipe training")
@@ -103,6 +132,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
                         "run; use it as step.init_from, or import it once: wam-pipe import-wam")
     if not isinstance(data, dict) or "model" not in data:
         raise UserError(f"{path}: not a wam-pipe checkpoint (no 'model' entry)")
+    if not mmap:  # a mapped read wants only the small entries: checking every value would read every tensor
+        check_weights(data["model"], path)
     return data
 
 
@@ -112,6 +143,21 @@ def save_atomic(path: str | Path, obj: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(path) as f:
         torch.save(obj, f)
+
+def check_weights(state: Any, path: str | Path) -> None:
+    """Raise `UserError` unless `state` is a mapping of names to tensors whose floating values are all finite.
+
+    A checkpoint is untrusted input: a `model` stored as a list gave an AttributeError deep in loading, and NaN
+    weights gave a detection result followed by a ValueError. Both are refused before anything is built.
+    """
+    if not isinstance(state, dict) or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
+                                              for k, v in state.items()):
+        raise UserError(f"{path}: the checkpoint's 'model' is a {type(state).__name__}, not a mapping of weight names "
+                        "to tensors; this file was not written by wam-pipe training")
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise UserError(f"{path}: weight {name} holds NaN or infinite values (a diverged run?); use an earlier "
+                            "checkpoint")
 
 
 def checkpoint_step(path: str | Path) -> int:

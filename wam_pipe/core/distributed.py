@@ -63,6 +63,18 @@ def barrier(ctx: RunContext) -> None:
             dist.barrier()
 
 
+_PEER_LOSS = ("Connection closed by peer", "Connection reset by peer", "Broken pipe")
+
+
+def is_peer_loss(err: BaseException) -> bool:
+    """The collective failed because another rank went away (it stopped on its own error, or was killed): gloo
+    and NCCL raise a RuntimeError naming the lost connection. The message worth showing is that rank's, not this
+    rank's traceback."""
+    if isinstance(err, getattr(dist, "DistNetworkError", ())):
+        return True
+    return isinstance(err, RuntimeError) and any(text in str(err) for text in _PEER_LOSS)
+
+
 def shutdown() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
@@ -84,6 +96,10 @@ def launch_torchrun(nproc: int, argv: list[str]) -> int:
         run(args)
     except ChildFailedError as err:
         rank, failure = err.get_first_failure()
+        # A rank that stopped on the user's mistake (exit 2) printed the line that matters; the others only lost it.
+        user = sorted((r, f) for r, f in err.failures.items() if f.exitcode == 2)
+        if user:
+            rank, failure = user[0]
         code = failure.exitcode if failure.exitcode > 0 else 1
         print(f"rank {rank} stopped with exit code {failure.exitcode}; the other ranks were stopped too",
               file=sys.stderr)

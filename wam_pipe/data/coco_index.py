@@ -54,6 +54,10 @@ class CocoIndex:
         annotation_count: number of annotations attached to a known image.
         unknown_image_ids: sorted ids named by annotations whose image is not in `images`.
         unknown_annotation_count: how many annotations name such ids.
+        malformed_polygons: polygons with an odd number of coordinates or fewer than 3 points (dropped when
+            rasterised: pycocotools cannot draw them).
+        unknown_category_annotations: annotations whose `category_id` is not in `categories`.
+        has_categories: whether the JSON has a `categories` list at all.
     """
 
     path: Path
@@ -62,6 +66,9 @@ class CocoIndex:
     annotation_count: int = 0
     unknown_image_ids: list[int] = field(default_factory=list)
     unknown_annotation_count: int = 0
+    malformed_polygons: int = 0
+    unknown_category_annotations: int = 0
+    has_categories: bool = True
 
 
 def sha256_file(path: Path, chunk_bytes: int = 1 << 22) -> str:
@@ -83,6 +90,9 @@ class _Problems:
         self.path = path
         self.lines: list[str] = []
         self.count = 0
+        # Not errors, counted in the same pass for the build's warnings (see `CocoIndex`).
+        self.malformed_polygons = 0
+        self.category_ids: dict[int, int] = {}
 
     def add(self, where: str, what: str) -> None:
         self.count += 1
@@ -180,6 +190,11 @@ def _group_annotations(
         if problem is not None:
             problems.add(f"annotations[{position}]{problem[0]}", problem[1])
             continue
+        segmentation = ann.get("segmentation")
+        if type(segmentation) is list:
+            problems.malformed_polygons += sum(1 for poly in segmentation
+                                               if type(poly) is list and (len(poly) % 2 or len(poly) < 6))
+        problems.category_ids[ann["category_id"]] = problems.category_ids.get(ann["category_id"], 0) + 1
         image_id = ann["image_id"]
         if image_id not in known:
             unknown[image_id] = unknown.get(image_id, 0) + 1
@@ -228,7 +243,10 @@ def load_coco_index(path: str | Path) -> CocoIndex:
         ImageRecord(image_id, name, height, width, _compact_json(by_image.get(image_id, [])))
         for image_id, (name, height, width) in sorted(records.items())
     ]
-    return CocoIndex(path, images, categories, sum(len(v) for v in by_image.values()), unknown_ids, unknown_count)
+    known_categories = {c["id"] for c in categories}
+    unknown_categories = sum(n for cid, n in problems.category_ids.items() if cid not in known_categories)
+    return CocoIndex(path, images, categories, sum(len(v) for v in by_image.values()), unknown_ids, unknown_count,
+                     problems.malformed_polygons, unknown_categories, type(data.get("categories")) is list)
 
 
 def _compact_json(annotations: list[dict[str, Any]]) -> bytes:

@@ -9,14 +9,17 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from wam_pipe.core.errors import UserError
+from wam_pipe.core.pixel_limit import ImageTooLarge, open_image
 
 
 def _open(path: Path, what: str) -> Image.Image:
     if not path.is_file():
         raise UserError(f"{path}: no such {what} file; check the path")
     try:
-        image = Image.open(path)
+        image = open_image(path)  # our pixel limit (`core.pixel_limit`), checked before anything is decoded
         image.load()
+    except ImageTooLarge as err:
+        raise UserError(f"{path}: {err}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise UserError(f"{path}: cannot read this {what} ({reason}); give a PNG or JPEG file") from err

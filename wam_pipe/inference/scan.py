@@ -27,7 +27,7 @@ from wam_pipe.core.errors import UserError
 from wam_pipe.core.progress import progress
 from wam_pipe.inference.api import Watermarker, prepare_for_detection
 from wam_pipe.inference.detect import DEFAULT_MIN_FRACTION
-from wam_pipe.inference.image_io import format_message, read_image
+from wam_pipe.inference.image_io import read_image
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif")
 

@@ -43,6 +43,8 @@ class CosineWarmup(LRScheduler):
             raise ValueError(f"total must be > 0, got {total}")
         if warmup < 0:
             raise ValueError(f"warmup must be >= 0, got {warmup}")
+        if min_lr < 0 or warmup_lr < 0:
+            raise ValueError(f"min_lr and warmup_lr must be >= 0, got {min_lr} and {warmup_lr}")
         self.total = total
         self.warmup = warmup
         self.min_lr = min_lr

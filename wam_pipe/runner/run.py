@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 from pathlib import Path
@@ -14,10 +15,11 @@ import torch
 
 from wam_pipe.config import Pipeline, build_stages
 from wam_pipe.config.checkpoint_model import load_watermarker
-from wam_pipe.core.errors import UserError
+from wam_pipe.core.errors import RunFailure, UserError
 from wam_pipe.core import distributed
 from wam_pipe.core.context import RunContext
 from wam_pipe.core.precision import resolve_precision
+from wam_pipe.core.run_lock import DirLock
 from wam_pipe.core.checkpoint import checkpoint_step
 from wam_pipe.runner.rundir import inspect_run_dir, write_run_files
 from wam_pipe.runner.tracking import final_metrics, flat_hparams, open_trackers
@@ -63,6 +65,14 @@ def run_pipeline(pipeline: Pipeline, output_dir: str | None = None, overwrite: b
     _check_slots(stages, only, pipeline.file)
     run_dir = Path(output_dir or settings.output_dir)
     rank, world_size, local_rank = distributed.env_coordinates()
+    # Rank 0 writes the run dir: it holds the dir's lock for the whole run (the others exit with it under torchrun).
+    with DirLock(run_dir, "--output-dir") if rank == 0 else contextlib.nullcontext():
+        _run_locked(pipeline, settings, stages, run_dir, overwrite, only, rank, world_size, local_rank)
+    return run_dir
+
+
+def _run_locked(pipeline: Pipeline, settings: RunSettings, stages: Stages, run_dir: Path, overwrite: bool,
+                only: str | None, rank: int, world_size: int, local_rank: int) -> None:
     device = distributed.pick_device(settings.device, local_rank)
     # Read-only decision on every rank before rank 0 writes anything, so all ranks agree.
     mode, resume_from = inspect_run_dir(run_dir, pipeline.resolved, overwrite)
@@ -88,10 +98,14 @@ def run_pipeline(pipeline: Pipeline, output_dir: str | None = None, overwrite: b
         if stages.step is not None and only in (None, "step"):
             ctx.tracker.log_summary(flat_hparams(pipeline.resolved), final_metrics(run_dir))
         failed = False
+    except Exception as err:
+        if world_size > 1 and distributed.is_peer_loss(err):
+            raise RunFailure(f"rank {rank}: another rank stopped (its own message says why); this rank stopped "
+                             "with it") from None
+        raise
     finally:
         ctx.tracker.close(failed)
         distributed.shutdown()
-    return run_dir
 
 
 def _run_stages(ctx: RunContext, settings: RunSettings, stages: Stages, pipeline: Pipeline,

@@ -26,11 +26,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from wam_pipe.core import run_layout as layout
+from wam_pipe.core import safe_yaml
 from wam_pipe.core.atomic import atomic_write_text, temp_path
+from wam_pipe.core.disk_full import no_space_names
 from wam_pipe.core.errors import UserError
+from wam_pipe.runner.tracking import TRACKER_IDS
 
 # May differ between a run and its resume: they change speed, cadence or length, not completed work.
 RESUMABLE_CHANGES = (
@@ -87,7 +88,7 @@ def inspect_run_dir(run_dir: Path, resolved: dict, overwrite: bool) -> tuple[str
                         f"overwritten; choose another --output-dir (or run.output_dir)")
     if overwrite:
         return "overwrite", None
-    old = yaml.safe_load(saved.read_text()) or {}
+    old = safe_yaml.safe_load(saved.read_text(), saved) or {}
     differences = config_differences(old, resolved)
     if differences and _only_run_record(run_dir):
         return "overwrite", None
@@ -103,14 +104,38 @@ def write_run_files(run_dir: Path, config_yaml: str, resolved_yaml: str, overrid
                     world_size: int, fresh: bool) -> None:
     """Write the run's record (rank 0 only). On resume, config files are refreshed and overrides appended."""
     if fresh and run_dir.exists():
-        for entry in _entries(run_dir):  # the job logs of the running Slurm job stay
-            shutil.rmtree(entry) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(run_dir / layout.CONFIG, config_yaml)
-    atomic_write_text(run_dir / layout.RESOLVED, resolved_yaml)
-    with open(run_dir / layout.OVERRIDES, "a") as f:
-        f.writelines(f"{o}\n" for o in overrides)
-    atomic_write_text(run_dir / layout.ENV, json.dumps(environment(device, world_size), indent=2) + "\n")
+        clear_run_outputs(run_dir)
+    with no_space_names(run_dir):
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / layout.CONFIG, config_yaml)
+        atomic_write_text(run_dir / layout.RESOLVED, resolved_yaml)
+        with open(run_dir / layout.OVERRIDES, "a") as f:
+            f.writelines(f"{o}\n" for o in overrides)
+        atomic_write_text(run_dir / layout.ENV, json.dumps(environment(device, world_size), indent=2) + "\n")
+
+
+# What a run writes in its run dir: `--overwrite` deletes these and nothing else (notes, folders or a copied
+# checkpoint the user put there stay, as `shard build --overwrite` keeps files it did not write).
+RUN_OUTPUTS = (*layout.RUN_RECORD, layout.LOG, layout.CURVES, TRACKER_IDS, "mlflow.db")
+RUN_OUTPUT_DIRS = (layout.EVAL, layout.TENSORBOARD, "wandb", "mlartifacts")
+CHECKPOINT_PATTERNS = (layout.LAST_CHECKPOINT, "epoch-*.pt", ".*.pt.tmp")
+
+
+def clear_run_outputs(run_dir: Path) -> None:
+    """Delete what wam-pipe wrote in `run_dir` (see `RUN_OUTPUTS`), keeping everything else."""
+    for name in RUN_OUTPUTS:
+        for path in (run_dir / name, temp_path(run_dir / name)):
+            path.unlink(missing_ok=True)
+    for name in RUN_OUTPUT_DIRS:
+        if (run_dir / name).is_dir():
+            shutil.rmtree(run_dir / name)
+    checkpoints = layout.checkpoint_dir(run_dir)
+    if checkpoints.is_dir():
+        for pattern in CHECKPOINT_PATTERNS:
+            for path in checkpoints.glob(pattern):
+                path.unlink()
+        if not any(checkpoints.iterdir()):
+            checkpoints.rmdir()
 
 
 def _git(*args: str) -> str | None:

@@ -10,6 +10,7 @@ from typing import Any
 from wam_pipe.core import run_layout as layout
 from wam_pipe.core.atomic import atomic_write_bytes
 from wam_pipe.core.context import RunContext
+from wam_pipe.core.disk_full import no_space_names
 from wam_pipe.runner.meter import format_metrics
 
 
@@ -39,7 +40,7 @@ class TrainLog:
         if not self.ctx.is_main:
             return
         record = {"kind": kind, "epoch": epoch, "step": step, "time": round(time.time(), 3), **values}
-        with open(self.path, "a") as f:
+        with no_space_names(self.path), open(self.path, "a") as f:
             f.write(json.dumps(record) + "\n")
         self.ctx.tracker.log_scalars(kind, step, values)
         tail = " | ".join(part for part in (extra, self.eta(step)) if part)

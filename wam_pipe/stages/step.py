@@ -30,7 +30,7 @@ from wam_pipe.losses.terms import hinge_discriminator_loss
 from wam_pipe.models import Watermarker
 from wam_pipe.models.checks import nbits_mismatch
 from wam_pipe.models.reference_layout import load_init_weights
-from wam_pipe.core.checkpoint import load_checkpoint, load_model_weights
+from wam_pipe.core.checkpoint import load_model_weights
 from wam_pipe.stages.train_forward import TrainForward
 
 _DDP_PARAMETERS = set(inspect.signature(DDP.__init__).parameters)

@@ -99,3 +99,21 @@ def test_drop_unannotated_is_refused_for_shards(synth_shards):
     with pytest.raises(UserError, match="drop_unannotated"):
         Load(shards=str(synth_shards), drop_unannotated=True, workers=0).setup(
             RunContext(run_dir=Path("."), log=lambda message: None))
+
+
+@pytest.mark.parametrize("value", [1e8, 1e308, float("nan")])
+def test_out_of_range_polygon_fails_naming_the_file_instead_of_crashing(synth_coco, tmp_path, value, no_hang):
+    # Issue 11 item 2: the per-file loader segfaulted (1e8, 1e308) or grew to ~24 GB (NaN) inside pycocotools.
+    import json
+
+    images, annotations = synth_coco
+    data = json.loads(annotations.read_text())
+    target = data["annotations"][0]
+    target["segmentation"] = [[0.0, 0.0, value, 0.0, value, value]]
+    (tmp_path / "a.json").write_text(json.dumps(data))
+    name = next(i["file_name"] for i in data["images"] if i["id"] == target["image_id"])
+    load = Load(images=str(images), annotations=str(tmp_path / "a.json"), size=64, batch_size=4, workers=0,
+                shuffle=False, random_subset=0.0)
+    load.setup(RunContext(run_dir=Path("."), log=lambda message: None))
+    with pytest.raises(UserError, match=rf"{name}: annotation {target['id']}: polygon .*(non-finite|far outside)"):
+        list(load.epoch(0))

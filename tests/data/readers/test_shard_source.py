@@ -146,3 +146,43 @@ def test_damaged_shard_in_a_worker_gives_a_one_line_error(synth_shards, tmp_path
     with pytest.raises(UserError) as err:
         list(load.epoch(0))
     assert len(err.value.lines) == 1 and "shard-000002.tar" in str(err.value) and "Traceback" not in str(err.value)
+
+
+def _first_sample_with_instances(path: Path):
+    from wam_pipe.data.shards.tar_io import read_samples
+
+    return next(s for s in read_samples(path) if len(json.loads(s.meta)["annotations"]) >= 1)
+
+
+def test_damaged_rle_fails_naming_shard_and_sample_instead_of_hanging(synth_shards, tmp_path, no_hang):
+    # Issue 11 item 1: a same-length counts string whose runs do not tile the mask made pycocotools' merge loop
+    # forever at 100% CPU. It is now checked before pycocotools sees it.
+    copy = tmp_path / "copy"
+    shutil.copytree(synth_shards, copy)
+    path = copy / "shard-000002.tar"
+    sample = _first_sample_with_instances(path)
+    counts = json.loads(sample.meta)["annotations"][0]["segmentation"]["counts"]
+    damaged = "0" * (len(counts) - 1) + "1"
+    data = path.read_bytes()
+    assert data.count(counts.encode()) >= 1
+    path.write_bytes(data.replace(counts.encode(), damaged.encode(), 1))  # same length: the manifest's bytes hold
+    load = _loader(copy, workers=2, shuffle=False, random_subset=0.0)
+    with pytest.raises(UserError) as err:
+        list(load.epoch(0))
+    message = str(err.value)
+    assert len(err.value.lines) == 1 and "shard-000002.tar" in message and f"sample {sample.key}" in message
+    assert "RLE runs cover" in message and "Traceback" not in message
+
+
+def test_manifest_overstating_a_shard_fails_naming_it(synth_shards, tmp_path):
+    # Issue 11 item 5: a rank whose shard yields fewer samples than the manifest promises would run fewer steps than
+    # the others (one process: silently; DDP: a collective mismatch). Each piece's yield is counted.
+    copy = tmp_path / "copy"
+    shutil.copytree(synth_shards, copy)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["shards"][3]["samples"] += 1
+    manifest["totals"]["samples"] += 1
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    load = _loader(copy, workers=0, shuffle=False)
+    with pytest.raises(UserError, match=r"shard-000003.tar: the manifest records 5 samples but the shard ends after 4"):
+        list(load.epoch(0))

@@ -100,10 +100,12 @@ def test_too_many_skipped_images_fail_and_publish_nothing(bad_inputs, tmp_path):
     assert list(out.iterdir()) == []  # no manifest, no shards, no build state
 
 
-def _run_build(coco: tuple[Path, Path], out: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+def _run_build(coco: tuple[Path, Path], out: Path, env: dict[str, str] | None = None, *extra: str
+               ) -> subprocess.CompletedProcess:
     images, annotations = coco
     command = [sys.executable, "-m", "wam_pipe", "shard", "build", "--images", str(images), "--annotations",
-               str(annotations), "--out", str(out), "--size", "64", "--samples-per-shard", "5", "--workers", "2"]
+               str(annotations), "--out", str(out), "--size", "64", "--samples-per-shard", "5", "--workers", "2",
+               *extra]
     return subprocess.run(command, env={**os.environ, **(env or {})}, capture_output=True, text=True, timeout=120)
 
 
@@ -375,3 +377,99 @@ def test_parts_built_from_different_copies_of_the_images_merge(synth_coco, tmp_p
     whole = read_manifest(tmp_path / "whole")
     assert merged["source"]["images_sha256"] == whole["source"]["images_sha256"]
     assert {k: v for k, v in merged.items() if k != "encoder"} == {k: v for k, v in whole.items() if k != "encoder"}
+
+
+def test_a_dead_worker_fails_the_build_naming_its_image_and_the_rerun_resumes(synth_coco, tmp_path):
+    # Issue 11 item 2: a worker killed by a signal (here SIGSEGV, as pycocotools did on 1e8 coordinates) left
+    # multiprocessing.Pool's parent waiting forever. The subprocess timeout keeps this test itself from hanging.
+    from wam_pipe.data.shards.build import SEGV_HOOK_ENV
+
+    victim = json.loads(synth_coco[1].read_text())["images"][17]["file_name"]
+    out = tmp_path / "out"
+    died = _run_build(synth_coco, out, {SEGV_HOOK_ENV: victim})
+    assert died.returncode == 1, died.stderr
+    lines = died.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in died.stderr
+    assert "shard-build worker died" in lines[0] and "SIGSEGV" in lines[0] and victim in lines[0]
+    assert not (out / "manifest.json").exists()
+    resumed = _run_build(synth_coco, out)
+    assert resumed.returncode == 0, resumed.stderr
+
+
+def test_out_of_range_polygons_skip_their_images_with_a_reason(synth_coco, tmp_path):
+    # Issue 11 item 2: these segfaulted pycocotools (exit 139) or grew to ~24 GB (NaN); now each image is skipped.
+    # One subprocess build (with a timeout) for all three: a regression crashes or hangs that process, not pytest.
+    images, annotations = synth_coco
+    coco = json.loads(annotations.read_text())
+    polygons = [[0, 0, 1e8, 0, 1e8, 1e8], [0, 0, 1e308, 0, 1e308, 1e308], [0, 0, 5, 0, float("nan"), 5]]
+    targets = {}
+    for polygon in polygons:
+        ann = next(a for a in coco["annotations"] if a["image_id"] not in targets)
+        ann["segmentation"] = [polygon]
+        targets[ann["image_id"]] = ann["id"]
+    bad = tmp_path / "annotations.json"
+    bad.write_text(json.dumps(coco))
+    result = _run_build((images, bad), tmp_path / "out", None, "--max-skipped-fraction", "0.5")
+    assert result.returncode == 0, result.stderr
+    skipped = json.loads((tmp_path / "out" / "manifest.json").read_text())["skipped"]
+    assert sorted(s["image_id"] for s in skipped) == sorted(targets)
+    for entry in skipped:
+        assert entry["reason"].startswith(f"annotation {targets[entry['image_id']]}: polygon")
+        assert "non-finite" in entry["reason"] or "far outside" in entry["reason"]
+
+
+def test_the_skip_limit_failure_names_every_skipped_image_and_every_kind(bad_inputs, tmp_path):
+    # Issue 11 item 10: the line named no image and only the top 3 kinds.
+    root, _ = bad_inputs
+    config = BuildConfig(root / "images", root / "annotations.json", tmp_path / "out", size=64, workers=1,
+                         progress=False)
+    with pytest.raises(RunFailure) as err:
+        build_shards(config)
+    message = str(err.value)
+    for name in ("corrupt.jpg (corrupt", "missing.jpg (file missing)", "bomb.png (decompression bomb",
+                 "mismatch.jpg (image is"):
+        assert name in message
+    assert message.count(" x ") == 5  # every kind counted: corrupt, missing, bomb, size, annotation
+
+
+def test_many_skipped_images_are_listed_in_a_file(synth_coco, tmp_path):
+    images, annotations = synth_coco
+    partial = tmp_path / "images"
+    partial.mkdir()
+    names = sorted(p.name for p in images.iterdir())
+    for name in names[12:]:
+        (partial / name).write_bytes((images / name).read_bytes())
+    out = tmp_path / "out"
+    with pytest.raises(RunFailure, match=r"12 x file missing: .* and 2 more \(all listed in .*skipped.json\)"):
+        build_shards(BuildConfig(partial, annotations, out, size=64, workers=1, progress=False))
+    listed = json.loads((out / "skipped.json").read_text())
+    assert sorted(entry["file_name"] for entry in listed) == names[:12]
+
+
+def test_an_annotation_file_without_images_is_refused(tmp_path):
+    # Issue 11 item 12: it exited 0 and published 0 shards.
+    annotations = tmp_path / "a.json"
+    annotations.write_text('{"images": [], "annotations": [], "categories": []}')
+    with pytest.raises(UserError, match=r"a.json: lists no images, so there is nothing to build"):
+        build_shards(BuildConfig(tmp_path, annotations, tmp_path / "out", workers=1, progress=False))
+    assert not (tmp_path / "out" / "manifest.json").exists()
+
+
+def test_accepted_but_suspicious_annotations_are_warned_about_with_counts(synth_coco, tmp_path):
+    # Issue 11 item 13: malformed polygons, unknown category ids and a missing `categories` list were silent.
+    images, annotations = synth_coco
+    coco = json.loads(annotations.read_text())
+    coco["annotations"][0]["segmentation"] = [[1, 2, 3, 4, 5]]  # odd length
+    coco["annotations"][1]["segmentation"] = [[1, 2, 3, 4], [1, 1, 9, 1, 9, 9]]  # < 3 points, then a good one
+    coco["annotations"][2]["category_id"] = 999
+    bad = tmp_path / "annotations.json"
+    bad.write_text(json.dumps(coco))
+    lines: list[str] = []
+    build_shards(BuildConfig(images, bad, tmp_path / "out", size=64, workers=1, progress=False), log=lines.append)
+    assert any("2 polygons have an odd number of coordinates or fewer than 3 points" in line for line in lines)
+    assert any("1 annotations have a category_id that `categories` does not list" in line for line in lines)
+    del coco["categories"]
+    bad.write_text(json.dumps(coco))
+    lines.clear()
+    build_shards(BuildConfig(images, bad, tmp_path / "out2", size=64, workers=1, progress=False), log=lines.append)
+    assert any("no `categories` list" in line for line in lines)

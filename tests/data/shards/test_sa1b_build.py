@@ -196,3 +196,19 @@ def test_synthetic_tars_hold_real_jpegs_and_rle(tars):
     masks = mask_utils.decode([a["segmentation"] for a in meta["annotations"]])
     assert masks.shape == (64, 96, 6) and [int(m.sum()) for m in masks.transpose(2, 0, 1)] == \
         [a["area"] for a in meta["annotations"]]
+
+
+def test_a_dead_worker_fails_the_sa1b_build_naming_the_tars_and_the_rerun_resumes(tars, tmp_path, monkeypatch):
+    # Issue 11 item 2 on the SA-1B source: a worker killed by a signal used to leave multiprocessing.Pool's parent
+    # waiting forever for its tar; the pool breaks at once now and the build fails with one line.
+    from wam_pipe.data.shards.tar_build import SEGV_HOOK_ENV
+
+    out = tmp_path / "out"
+    monkeypatch.setenv(SEGV_HOOK_ENV, "sa_000001.tar")
+    with pytest.raises(RunFailure, match=r"shard-build worker died .*sa_000001\.tar"):
+        build_shards(_config([tars], out, workers=2))
+    assert not (out / "manifest.json").exists()
+    monkeypatch.delenv(SEGV_HOOK_ENV)
+    build_shards(_config([tars], out, workers=2))
+    _, problems = verify_shards(out, workers=1, show_progress=False)
+    assert problems == []

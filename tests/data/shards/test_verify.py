@@ -38,3 +38,23 @@ def test_missing_shard_and_wrong_counts_are_caught(copy):
     _, problems = verify_shards(copy, workers=1)
     assert "shard-000001.tar: file missing" in problems
     assert "shard-000002.tar: holds 4 samples, manifest says 5" in problems
+
+
+def test_unexpected_members_are_reported(copy):
+    # Issue 11 item 14: shards carrying extra .pickle/.pth members verified OK.
+    from wam_pipe.data.shards.tar_io import ShardWriter, read_samples
+
+    path = copy / "shard-000003.tar"
+    samples = list(read_samples(path))
+    with ShardWriter(path) as writer:
+        for i, sample in enumerate(samples):
+            members = {"__key__": sample.key, sample.image_ext: sample.image, "json": sample.meta}
+            if i == 1:
+                members.update({"pickle": b"\x80\x04N.", "pth": b"PK"})
+            writer.write(members)
+    manifest = json.loads((copy / "manifest.json").read_text())
+    manifest["shards"][3].update(bytes=writer.info.bytes, sha256=writer.info.sha256)
+    (copy / "manifest.json").write_text(json.dumps(manifest))
+    _, problems = verify_shards(copy, workers=1)
+    assert problems == [f"shard-000003.tar: {samples[1].key}: unexpected members {samples[1].key}.pickle, "
+                        f"{samples[1].key}.pth (a shard build writes only the image and the .json)"]

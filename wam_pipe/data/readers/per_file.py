@@ -26,6 +26,7 @@ from wam_pipe.data.readers.mask_select import MaskSelector
 from wam_pipe.data.readers.epoch_plan import Piece
 from wam_pipe.data.shards.prepare import SkipImage, full_resolution_rles, open_rgb
 from wam_pipe.core.errors import UserError
+from wam_pipe.core.pixel_limit import too_many_pixels
 from wam_pipe.data.readers.decode import preload_decoder
 
 _JPEG_MAGIC = b"\xff\xd8"
@@ -80,6 +81,9 @@ class PerFileSource:
             except FileNotFoundError:
                 raise SkipImage("file missing") from None
             if data[:2] == _JPEG_MAGIC:
+                bomb = too_many_pixels(record.width, record.height)  # checked against the JSON's size before decoding
+                if bomb:
+                    raise SkipImage(bomb, "bomb")
                 return _torch_resize_crop(_decode_jpeg(data, path), record, geometry)
         rgb = resize_crop_image(open_rgb(path, record.width, record.height), geometry)
         return torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1)  # (3, S, S)

@@ -61,16 +61,25 @@ class ShardSource:
         for piece in pieces:
             entry = self.entries[piece.unit]
             url = self.location.url(entry["name"])
+            fix = f"run `wam-pipe shard verify {self.location.spec}`"
+            yielded = 0
             try:
                 if self.cache is not None:
-                    with open(self.cache.path(entry), "rb", buffering=1 << 16) as stream:
-                        yield from read_samples_from(stream, entry["name"], piece.start, piece.stop)
+                    stream = open(self.cache.path(entry), "rb", buffering=1 << 16)
                 else:
-                    with self.location.open(entry["name"], entry["bytes"]) as stream:
-                        yield from read_samples_from(stream, entry["name"], piece.start, piece.stop)
+                    stream = self.location.open(entry["name"], entry["bytes"])
+                with stream:
+                    for sample in read_samples_from(stream, entry["name"], piece.start, piece.stop):
+                        yielded += 1
+                        yield sample
             except (OSError, ShardFormatError) as err:
-                fix = f"run `wam-pipe shard verify {self.location.spec}`"
                 raise UserError(f"{url}: cannot read shard ({err}); {fix}") from None
+            # Every rank plans its batch count from the manifest: a shard holding fewer samples than recorded would
+            # silently shorten this rank's epoch and leave the other ranks waiting in a collective.
+            if yielded != piece.stop - piece.start:
+                recorded = self.unit_sizes[piece.unit]
+                raise UserError(f"{url}: the manifest records {recorded} samples but the shard ends after "
+                                f"{piece.start + yielded}; {fix}")
 
     def decode(self, item: EncodedSample, selector: MaskSelector, rng: np.random.Generator) -> dict[str, Any]:
         return decode_stored(item, selector, rng, self.size, self.decoder)

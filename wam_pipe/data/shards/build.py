@@ -12,10 +12,15 @@ not depend on the worker count), write each shard atomically with a done-marker,
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import multiprocessing
 import os
+import signal
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -33,6 +38,7 @@ from wam_pipe.data.shards.sources import annotations_sha256, fingerprint_source,
 from wam_pipe.data.shards.tar_build import write_tar_shards
 from wam_pipe.data.shards.write_shard import sample_outcome, write_shard
 from wam_pipe.core.errors import RunFailure, UserError
+from wam_pipe.core.run_lock import DirLock
 from wam_pipe.data.shards.manifest_summary import assemble_manifest, skip_limit_exceeded
 
 # Test hook: SIGKILL this process while writing the shard after the first N finished ones (crash-safety tests).
@@ -74,6 +80,20 @@ def build_shards(config: BuildConfig, log: Callable[[str], None] = print,
         RunFailure: more than `max_skipped_fraction` of the images were skipped (nothing new is published).
     """
     config.validate()
+    # One writer per output (per part): a second build into it gets "in use by PID on HOST". The lock file lies
+    # beside the output; when even its parent is missing, nothing can be there yet and a failed build must leave
+    # nothing behind, so the lock is taken once the output folder has been created.
+    lock = DirLock(config.out, "--out", manifest_io.part_suffix(config.part, config.num_parts),
+                   unwritable="cannot create the output folder")
+    with contextlib.ExitStack() as stack:
+        if lock.path.parent.is_dir():
+            stack.enter_context(lock)
+            lock = None
+        return _build_locked(config, log, stack, lock, on_shard)
+
+
+def _build_locked(config: BuildConfig, log: Callable[[str], None], stack: contextlib.ExitStack,
+                  lock: DirLock | None, on_shard: Callable[[Path], None] | None) -> BuildResult:
     started = time.perf_counter()
     source_sha = annotations_sha256(config)
     manifest_file = manifest_io.manifest_path(config.out, config.part, config.num_parts)
@@ -91,7 +111,14 @@ def build_shards(config: BuildConfig, log: Callable[[str], None] = print,
         # Whatever the published check already computed is reused by the full rebuild.
         fingerprint, rebuild_all = published.fingerprint, True
     index = index or load_index(config)
+    if not index.images:  # publishing 0 shards would only move the failure to training, with worse advice
+        raise UserError(f"{config.source_label}: lists no images, so there is nothing to build; pass a source "
+                        "that holds at least one image")
+    if isinstance(index, CocoIndex) and config.kind == "coco":
+        warn_annotation_problems(index, config.annotations, log)
     create_output_dir(config.out)
+    if lock is not None:
+        stack.enter_context(lock)
     fingerprint = fingerprint or fingerprint_source(config, index)
     source = source_record(config, index, source_sha, fingerprint)
     shards = shards if shards is not None else plan_shards(index.images, config)
@@ -117,6 +144,18 @@ def build_shards(config: BuildConfig, log: Callable[[str], None] = print,
     state.discard(shards, remove_tars=False)
     seconds = time.perf_counter() - started
     return BuildResult(manifest_file, manifest, False, len(todo), len(shards) - len(todo), processed, seconds)
+
+
+def warn_annotation_problems(index: CocoIndex, annotations: Path, log: Callable[[str], None]) -> None:
+    """Warn, with counts, about what the JSON holds that the build accepts but the user probably did not mean."""
+    if index.malformed_polygons:
+        log(f"warning: {annotations}: {index.malformed_polygons} polygons have an odd number of coordinates or fewer "
+            "than 3 points; they are dropped (an instance made only of such polygons gets an empty mask)")
+    if not index.has_categories:
+        log(f"warning: {annotations}: no `categories` list; category names will be missing from the manifest")
+    elif index.unknown_category_annotations:
+        log(f"warning: {annotations}: {index.unknown_category_annotations} annotations have a category_id that "
+            "`categories` does not list")
 
 
 def _confirm_up_to_date(manifest_file: Path, published: PublishedBuild, started: float) -> BuildResult:
@@ -219,12 +258,18 @@ class _results:
 
     Workers are forked where the platform can (Linux): they only use PIL, numpy and pycocotools, never CUDA, so a
     parent that initialised CUDA is safe, and unlike spawn a script without a `__main__` guard still works.
+
+    A worker that dies (a segfault in a C library, the kernel's out-of-memory killer, a stray `kill`) breaks the
+    pool: `concurrent.futures` notices at once, where `multiprocessing.Pool` would replace the worker and wait
+    forever for the lost task. Each worker records in shared memory which image it is working on, so the failure
+    names that image.
     """
 
     def __init__(self, config: BuildConfig, shards: list[PlannedShard]):
         self.config = config
         self.records = [record for shard in shards for record in shard.images]
-        self.pool = None
+        self.pool: ProcessPoolExecutor | None = None
+        self.processes: dict[int, Any] = {}
 
     def __enter__(self) -> Iterator:
         workers = self.config.workers if self.config.workers is not None else default_workers()
@@ -232,21 +277,92 @@ class _results:
         if workers <= 1 or len(self.records) <= 1:
             _init_worker(*args)
             return map(_process_image, self.records)
-        context = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        self.pool = multiprocessing.get_context(context).Pool(workers, initializer=_init_worker, initargs=args)
-        return self.pool.imap(_process_image, self.records, chunksize=4)
+        context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+        self.busy = context.Array("q", 2 * workers, lock=False)  # per worker: (pid, position of its image + 1 or 0)
+        slots = context.Value("i", 0)
+        self.pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                                        initargs=(*args, self.busy, slots))
+        results = self.pool.map(_process_tracked, enumerate(self.records), chunksize=4)
+        # The live dict of worker processes (pid -> Process): their exit codes tell which one died. Private, so
+        # read defensively; without it the failure lists every image in progress instead of the dead worker's.
+        self.processes = getattr(self.pool, "_processes", None) or {}
+        return self._named_failures(results)
+
+    def _named_failures(self, results: Iterator) -> Iterator:
+        try:
+            yield from results
+        except BrokenProcessPool:
+            raise RunFailure(self._death_message()) from None
+
+    def _death_message(self) -> str:
+        time.sleep(0.2)  # let the pool reap its workers so that exit codes are known
+        in_progress = {int(self.busy[2 * i]): int(self.busy[2 * i + 1]) - 1 for i in range(len(self.busy) // 2)}
+        dead = {pid: process.exitcode for pid, process in list(self.processes.items())
+                if process.exitcode not in (None, 0, -signal.SIGTERM)}
+        suspects = [(pid, in_progress.get(pid, -1)) for pid in dead] or list(in_progress.items())
+        named = [f"{self.config.images / self.records[pos].file_name} (image id {self.records[pos].id})"
+                 for _, pos in suspects if 0 <= pos < len(self.records)]
+        how = ", ".join(f"pid {pid} {_exit_reason(code)}" for pid, code in dead.items()) or "abruptly"
+        where = f" while processing {' or '.join(named)}" if named else ""
+        return (f"{self.config.source_label}: a shard-build worker died ({how}){where}; nothing new was published; "
+                "check or remove that image, or lower --workers if memory ran out, then rerun (finished shards are "
+                "kept)")
 
     def __exit__(self, *exc: Any) -> None:
         if self.pool is not None:
-            self.pool.terminate()
-            self.pool.join()
+            for process in list(self.processes.values()):
+                process.terminate()  # an early exit does not wait for images nobody will read
+            self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _exit_reason(code: int | None) -> str:
+    if code is None or code >= 0:
+        return f"exited with status {code}"
+    name = signal.Signals(-code).name
+    return f"killed by {name}" + (" (often the kernel's out-of-memory killer)" if name == "SIGKILL" else "")
 
 
 _WORKER_ARGS: dict[str, Any] = {}
 
+# Test hook: a worker processing the image of this file name kills itself with SIGSEGV (dead-worker tests).
+SEGV_HOOK_ENV = "WAM_PIPE_TEST_SEGV_ON_IMAGE"
 
-def _init_worker(images: str, size: int, image_format: str, quality: int) -> None:
-    _WORKER_ARGS.update(images=Path(images), size=size, image_format=image_format, quality=quality)
+
+def _init_worker(images: str, size: int, image_format: str, quality: int, busy: Any = None, slots: Any = None
+                 ) -> None:
+    _WORKER_ARGS.update(images=Path(images), size=size, image_format=image_format, quality=quality, busy=busy)
+    if slots is not None:
+        _die_with_parent()
+        with slots.get_lock():
+            _WORKER_ARGS["slot"] = slots.value
+            slots.value += 1
+        busy[2 * _WORKER_ARGS["slot"]] = os.getpid()
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to SIGKILL this worker when the build process dies (kill -9 of a build must leave no orphan
+    workers holding its output pipes open or writing on); a no-op elsewhere."""
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1 = PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
+
+
+def _process_tracked(job: tuple[int, ImageRecord]) -> dict[str, Any] | tuple[str, str]:
+    """`_process_image` in a pool worker, recording which image this worker holds while it works."""
+    position, record = job
+    busy, slot = _WORKER_ARGS["busy"], _WORKER_ARGS["slot"]
+    busy[2 * slot + 1] = position + 1
+    if record.file_name == os.environ.get(SEGV_HOOK_ENV):
+        os.kill(os.getpid(), signal.SIGSEGV)
+    result = _process_image(record)
+    busy[2 * slot + 1] = 0
+    return result
 
 
 def _process_image(record: ImageRecord) -> dict[str, Any] | tuple[str, str]:
@@ -271,7 +387,8 @@ def _assemble_manifest(
 
 def _enforce_skip_limit(config: BuildConfig, state: BuildState, shards: list[PlannedShard], manifest: dict) -> None:
     total = sum(len(s.images) for s in shards)
-    exceeded = skip_limit_exceeded(manifest["skipped"], total, config.max_skipped_fraction)
+    exceeded = skip_limit_exceeded(manifest["skipped"], total, config.max_skipped_fraction,
+                                   config.out / f"skipped{config.suffix}.json")
     if exceeded:
         state.discard(shards, remove_tars=True)
         raise RunFailure(f"{config.source_label}: {exceeded}; nothing was published; fix the images or raise "

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from wam_pipe.data.shards.manifest import FORMAT, FORMAT_VERSION, SHARD_ENTRY_KEYS, SKIP_KINDS, skip_kind
@@ -91,9 +93,22 @@ def skip_breakdown(skipped: list[dict[str, Any]], top: int | None = None) -> str
     return "; ".join(f"{n} x {SKIP_KINDS[kind]}" for kind, n in kinds.most_common(top))
 
 
-def skip_limit_exceeded(skipped: list[dict[str, Any]], total: int, limit: float) -> str | None:
-    """`skipped 6 of 13 images (46.2% > max_skipped_fraction 1.0%): 2 x ...` when over `limit`, else None."""
+LISTED_SKIPS = 10  # skipped images named in the failure line; beyond that, the full list goes to a file
+
+
+def skip_limit_exceeded(skipped: list[dict[str, Any]], total: int, limit: float, full_list: Path | None = None
+                        ) -> str | None:
+    """`skipped 6 of 13 images (46.2% > max_skipped_fraction 1.0%): 2 x ...; 1 x ...: a.jpg (reason), ...` when
+    over `limit`, else None. Every kind is counted; the first `LISTED_SKIPS` images are named, and when there are
+    more, all of them are written to `full_list` (JSON) and the line says where."""
     if not total or len(skipped) / total <= limit:
         return None
+    named = ", ".join(f"{entry.get('file_name')} ({entry.get('reason')})" for entry in skipped[:LISTED_SKIPS])
+    rest = ""
+    if len(skipped) > LISTED_SKIPS:
+        rest = f" and {len(skipped) - LISTED_SKIPS} more"
+        if full_list is not None:
+            full_list.write_text(json.dumps(skipped, indent=1) + "\n")
+            rest += f" (all listed in {full_list})"
     return (f"skipped {len(skipped)} of {total} images ({len(skipped) / total:.1%} > max_skipped_fraction "
-            f"{limit:.1%}): {skip_breakdown(skipped, top=3)}")
+            f"{limit:.1%}): {skip_breakdown(skipped)}: {named}{rest}")

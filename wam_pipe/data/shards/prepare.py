@@ -14,20 +14,19 @@ from __future__ import annotations
 
 import io
 import json
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from PIL import Image
 
+from wam_pipe.core.pixel_limit import ImageTooLarge, open_image
 from wam_pipe.data import rle as rle_ops
 from wam_pipe.data.coco_index import ImageRecord
 from wam_pipe.data.imageops import CropGeometry, crop_geometry, resize_crop_image, resize_crop_masks, to_rgb
 
 IMAGE_EXTENSIONS = {"jpeg": "jpg", "png": "png"}
 JPEG_SUBSAMPLING = "4:2:0"  # recorded in the manifest; libjpeg's default, what COCO's own files use
-MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485  # PIL's decompression-bomb threshold (~89.5 MP)
 
 
 class SkipImage(Exception):
@@ -51,16 +50,11 @@ def open_rgb(path: Path, expected_width: int, expected_height: int) -> Image.Ima
         SkipImage: missing, unreadable, corrupt or truncated, a decompression bomb, or not the JSON's size.
     """
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(path)
-            width, height = image.size
-            if width * height > MAX_PIXELS:
-                raise SkipImage(f"decompression bomb: {width}x{height} pixels exceeds PIL's limit of {MAX_PIXELS}",
-                                "bomb")
-            image.load()
-    except SkipImage:
-        raise
+        image = open_image(path)  # our pixel limit (`core.pixel_limit`), checked before anything is decoded
+        width, height = image.size
+        image.load()
+    except ImageTooLarge as err:
+        raise SkipImage(str(err), "bomb") from None
     except FileNotFoundError:
         raise SkipImage("file missing", "missing") from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:

@@ -13,15 +13,22 @@ tars written so far stay and are reused by the rerun).
 from __future__ import annotations
 
 import multiprocessing
+import os
+import signal
 import tarfile
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Callable
 
-from wam_pipe.core.errors import UserError
+from wam_pipe.core.errors import RunFailure, UserError
 from wam_pipe.data.sa1b_index import TarIndex, image_id_of
 from wam_pipe.data.shards.build_state import BuildConfig, BuildState, PlannedShard
 from wam_pipe.data.shards.prepare import SkipImage, prepare_sa1b_sample
 from wam_pipe.data.shards.write_shard import sample_outcome, write_shard
+
+# Test hook: the worker streaming the tar of this file name kills itself with SIGSEGV (dead-worker tests).
+SEGV_HOOK_ENV = "WAM_PIPE_TEST_SEGV_ON_TAR"
 
 
 def write_tar_shards(config: BuildConfig, index: TarIndex, shards: list[PlannedShard], workers: int,
@@ -39,9 +46,28 @@ def write_tar_shards(config: BuildConfig, index: TarIndex, shards: list[PlannedS
         results = map(_write_one_tar, tasks)
         _collect(results, on_done, bar)
         return
-    context = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    with multiprocessing.get_context(context).Pool(min(workers, len(tasks))) as pool:
-        _collect(pool.imap_unordered(_write_one_tar, tasks), on_done, bar)
+    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    # concurrent.futures, not multiprocessing.Pool: a worker that dies (segfault, out-of-memory killer) breaks the
+    # pool at once instead of leaving the build waiting forever for the lost tar.
+    with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=context) as pool:
+        pending = {pool.submit(_write_one_tar, task): task[1] for task in tasks}
+        try:
+            while pending:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    pending.pop(future)
+                    _collect([future.result()], on_done, bar)
+        except BaseException as err:
+            for future in pending:
+                future.cancel()
+            for process in list((getattr(pool, "_processes", None) or {}).values()):
+                process.terminate()  # a failed build does not wait for the other tars (private map: read defensively)
+            if not isinstance(err, BrokenProcessPool):
+                raise
+            raise RunFailure(f"{config.source_label}: a shard-build worker died (killed, e.g. by the out-of-memory "
+                             f"killer, or crashed) while streaming one of {', '.join(sorted(pending.values()))}; "
+                             "nothing new was published; lower --workers or --max-masks if memory ran out, then rerun "
+                             "(finished shards are kept)") from None
 
 
 def _collect(results: Any, on_done: Callable[[PlannedShard, dict], None], bar: Any) -> None:
@@ -54,6 +80,8 @@ def _collect(results: Any, on_done: Callable[[PlannedShard, dict], None], bar: A
 def _write_one_tar(task: tuple[BuildConfig, str, list[PlannedShard], bool]) -> list[tuple[PlannedShard, dict]]:
     """Stream one tar and write its `todo` shards; returns (shard, done-marker) pairs."""
     config, tar_path, todo, markers = task
+    if Path(tar_path).name == os.environ.get(SEGV_HOOK_ENV):
+        os.kill(os.getpid(), signal.SIGSEGV)
     state = BuildState(config)
     shard_of = {record.id: shard for shard in todo for record in shard.images}
     record_of = {record.id: record for shard in todo for record in shard.images}

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from wam_pipe.core.atomic import TMP_SUFFIX, commit, fsync_file
+from wam_pipe.core.disk_full import is_no_space, no_space_message, no_space_names
+from wam_pipe.core.errors import RunFailure
 
 SHARD_PATTERN = "shard-{index:06d}.tar"
 
@@ -98,12 +100,18 @@ class ShardWriter:
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         try:
-            self._archive.close()  # writes the end-of-archive blocks
-            fsync_file(self._stream)
+            with no_space_names(self.path):
+                self._archive.close()  # writes the end-of-archive blocks
+                fsync_file(self._stream)
+        except BaseException:
+            self.tmp.unlink(missing_ok=True)
+            raise
         finally:
             self._stream.close()
         if exc_type is not None:
             self.tmp.unlink(missing_ok=True)
+            if is_no_space(exc):
+                raise RunFailure(no_space_message(self.path, exc)) from None
             return
         commit(self.tmp, self.path)
         self.info = ShardInfo(self.path.name, self.samples, self._hashing.size, self._hashing.digest.hexdigest())
@@ -118,6 +126,7 @@ class EncodedSample:
     image: bytes
     meta: bytes
     source: str  # shard name or file, for error messages
+    extra_members: tuple[str, ...] = ()  # extensions of members other than the image and the JSON (never read)
 
 
 class ShardFormatError(ValueError):
@@ -231,4 +240,5 @@ def _assemble(where: str, key: str | None, group: list[tuple[str, bytes]]) -> En
     if len(images) != 1 or len(metas) != 1:
         found = ", ".join(sorted(ext for ext, _ in group))
         raise ShardFormatError(f"{where}: sample {key}: expected one image and one .json member, found [{found}]")
-    return EncodedSample(str(key), images[0][0], images[0][1], metas[0], where)
+    extras = tuple(sorted(ext for ext, _ in group if ext not in ("jpg", "jpeg", "png", "json")))
+    return EncodedSample(str(key), images[0][0], images[0][1], metas[0], where, extras)

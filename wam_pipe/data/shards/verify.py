@@ -32,6 +32,10 @@ def check_sample(sample: EncodedSample, size: int) -> str | None:
     """What is wrong with one stored sample, or None. Decodes the image fully and every RLE's counts."""
     from PIL import Image
 
+    if sample.extra_members:  # a shard build writes only these two; anything else (.pickle, .pth...) was added
+        names = ", ".join(f"{sample.key}.{ext}" for ext in sample.extra_members)
+        return f"unexpected members {names} (a shard build writes only the image and the .json)"
+
     try:
         with Image.open(io.BytesIO(sample.image)) as image:
             image.load()
