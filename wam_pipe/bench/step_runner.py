@@ -17,9 +17,14 @@ from typing import Any, Iterator, Optional
 import torch
 
 from wam_pipe.bench.step_arms import Arm
+from wam_pipe.config import build_stages, compose
+from wam_pipe.core import distributed
+from wam_pipe.core.precision import resolve_precision
+from wam_pipe.core.seeding import seed_everything
 from wam_pipe.core.errors import UserError
 from wam_pipe.core.context import RunContext
 from wam_pipe.runner.meter import MetricMeter
+from wam_pipe.runner.run import configure_torch
 from wam_pipe.core.settings import RunSettings
 
 
@@ -61,8 +66,6 @@ class ArmRuntime:
 
 def apply_global_switches(settings: RunSettings, device: torch.device) -> None:
     """cuDNN benchmark/determinism and TF32 of this arm (process-global, so set before each of its chunks)."""
-    from wam_pipe.runner.run import configure_torch
-
     torch.use_deterministic_algorithms(False)
     torch.backends.cudnn.deterministic = False
     configure_torch(settings, device)
@@ -100,15 +103,9 @@ class Workspace:
         self._batches: dict[str, list[dict[str, Any]]] = {}
 
     def compose(self, arm: Arm) -> Any:
-        from wam_pipe.config import compose
-
         return compose(self.pipeline, [*self.overrides, *arm.overrides])
 
     def build(self, arm: Arm) -> ArmRuntime:
-        from wam_pipe.config import build_stages
-        from wam_pipe.core import distributed
-        from wam_pipe.core.precision import resolve_precision
-
         pipeline = self.compose(arm)
         resolved = pipeline.resolved
         for kind in ("load", "step"):
@@ -186,9 +183,6 @@ def resident_bytes(step: Any) -> int:
 
 def run_chunk(runtime: ArmRuntime, steps: int, round_index: int) -> Chunk:
     """Time `steps` steps of the arm (a whole epoch for loader arms). Raises RunFailure on a non-finite loss."""
-    from wam_pipe.core import distributed
-    from wam_pipe.core.seeding import seed_everything
-
     ctx, settings = runtime.ctx, runtime.settings
     apply_global_switches(settings, ctx.device)
     seed_everything(settings.seed, ctx.rank, round_index)

@@ -63,6 +63,8 @@ def barrier(ctx: RunContext) -> None:
             dist.barrier()
 
 
+# How long a rank that lost a peer waits before it exits, so that the peer's own exit (and code) is seen first.
+PEER_LOSS_GRACE_S = 5.0
 _PEER_LOSS = ("Connection closed by peer", "Connection reset by peer", "Broken pipe")
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
+import time
 from pathlib import Path
 
 import torch
@@ -100,6 +101,9 @@ def _run_locked(pipeline: Pipeline, settings: RunSettings, stages: Stages, run_d
         failed = False
     except Exception as err:
         if world_size > 1 and distributed.is_peer_loss(err):
+            # Let the rank that stopped on its own error exit first: torchrun reports the first exit it sees, and
+            # that rank's code (2 for the user's mistake) and message are the ones that matter.
+            time.sleep(distributed.PEER_LOSS_GRACE_S)
             raise RunFailure(f"rank {rank}: another rank stopped (its own message says why); this rank stopped "
                              "with it") from None
         raise
