@@ -55,8 +55,9 @@ def write_tar_shards(config: BuildConfig, index: TarIndex, shards: list[PlannedS
             while pending:
                 finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                 for future in finished:
+                    result = future.result()  # raises while the future is still pending: the message names its tar
                     pending.pop(future)
-                    _collect([future.result()], on_done, bar)
+                    _collect([result], on_done, bar)
         except BaseException as err:
             for future in pending:
                 future.cancel()
