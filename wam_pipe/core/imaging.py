@@ -19,8 +19,11 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 @functools.lru_cache(maxsize=None)
 def _stats_on(device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     # Built once per (device, dtype): creating them per call would copy host->device and wait for the GPU.
-    mean = torch.tensor(IMAGENET_MEAN, dtype=dtype).view(1, 3, 1, 1).to(device)
-    std = torch.tensor(IMAGENET_STD, dtype=dtype).view(1, 3, 1, 1).to(device)
+    # Never as inference tensors (a first call under `torch.inference_mode`, e.g. `wam_pipe.load(...).embed`):
+    # cached, they would later break training in the same process ("Inference tensors cannot be saved for backward").
+    with torch.inference_mode(False):
+        mean = torch.tensor(IMAGENET_MEAN, dtype=dtype).view(1, 3, 1, 1).to(device)
+        std = torch.tensor(IMAGENET_STD, dtype=dtype).view(1, 3, 1, 1).to(device)
     return mean, std
 
 

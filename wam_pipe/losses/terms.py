@@ -44,8 +44,10 @@ _YUV_WEIGHTS = (2.0, 1.0, 1.0)
 @functools.lru_cache(maxsize=None)
 def _yuv_constants(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     # Uploaded once per device: a per-call torch.tensor(..., device=cuda) would wait for the GPU every step.
-    matrix = torch.tensor(_RGB_TO_YUV).to(device)
-    weights = torch.tensor(_YUV_WEIGHTS).view(1, 3, 1, 1).to(device)
+    # Never as inference tensors, which cached would break a later training step (see core.imaging._stats_on).
+    with torch.inference_mode(False):
+        matrix = torch.tensor(_RGB_TO_YUV).to(device)
+        weights = torch.tensor(_YUV_WEIGHTS).view(1, 3, 1, 1).to(device)
     return matrix, weights
 
 
