@@ -9,7 +9,10 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
+from wam_pipe.core.checkpoint import save_checkpoint
+from wam_pipe.models import ConvEmbedder, ConvExtractor, Watermarker
 from wam_pipe.models.reference_layout import RELEASED, ReferenceParams, attenuation_constants, expected_layout
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -127,3 +130,24 @@ def small_tmpfs(tmp_path):
         yield mount, resize
     finally:
         subprocess.run(["umount", "-l", str(mount)], capture_output=True, timeout=30)
+
+
+def _write_untrained_checkpoint(path: Path, nbits: int = 8) -> Path:
+    """A checkpoint of a random tiny model with the `config` a training run would store."""
+    torch.manual_seed(0)
+    step = {"_target_": "wam_pipe.stages.Step",
+            "embedder": {"_target_": "wam_pipe.models.ConvEmbedder", "nbits": nbits, "channels": 4, "depth": 1},
+            "extractor": {"_target_": "wam_pipe.models.ConvExtractor", "nbits": nbits, "channels": 4, "depth": 0},
+            "img_size": 32, "scaling_w": 0.3}
+    model = Watermarker(ConvEmbedder(nbits=nbits, channels=4, depth=1), ConvExtractor(nbits=nbits, channels=4, depth=0),
+                        scaling_w=0.3, img_size=32)
+    config = yaml.safe_dump({"version": 1, "name": "tiny", "stages": {"step": step}})
+    save_checkpoint(path, {"model": model.state_dict(), "config": config, "epoch": 1, "step": 3})
+    return path
+
+
+@pytest.fixture
+def untrained_checkpoint():
+    """`untrained_checkpoint(path, nbits=8) -> path`: writes a random tiny model's checkpoint (a fixture, not an
+    import: test folders are not packages, so one test module cannot import another on a clean checkout)."""
+    return _write_untrained_checkpoint

@@ -12,32 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 from PIL import Image
 
 from wam_pipe.cli import main
 from wam_pipe.inference.detect import DEFAULT_MIN_FRACTION
-from wam_pipe.models import ConvEmbedder, ConvExtractor, Watermarker
-from wam_pipe.core.checkpoint import save_checkpoint
 
-
-
-def untrained_checkpoint(path: Path, nbits: int = 8) -> Path:
-    """A checkpoint of a random tiny model with the `config` a training run would store."""
-    torch.manual_seed(0)
-    step = {"_target_": "wam_pipe.stages.Step",
-            "embedder": {"_target_": "wam_pipe.models.ConvEmbedder", "nbits": nbits, "channels": 4, "depth": 1},
-            "extractor": {"_target_": "wam_pipe.models.ConvExtractor", "nbits": nbits, "channels": 4, "depth": 0},
-            "img_size": 32, "scaling_w": 0.3}
-    model = Watermarker(ConvEmbedder(nbits=nbits, channels=4, depth=1), ConvExtractor(nbits=nbits, channels=4, depth=0),
-                        scaling_w=0.3, img_size=32)
-    config = yaml.safe_dump({"version": 1, "name": "tiny", "stages": {"step": step}})
-    save_checkpoint(path, {"model": model.state_dict(), "config": config, "epoch": 1, "step": 3})
-    return path
 
 
 @pytest.fixture
-def files(tmp_path: Path) -> dict[str, Path]:
+def files(tmp_path: Path, untrained_checkpoint) -> dict[str, Path]:
     rng = np.random.default_rng(0)
     photo = tmp_path / "photo.jpg"
     Image.fromarray(rng.integers(0, 256, (90, 120, 3), dtype=np.uint8)).save(photo, quality=95)

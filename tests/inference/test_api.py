@@ -19,11 +19,10 @@ from wam_pipe.cli import main
 from wam_pipe.core.errors import UserError
 from wam_pipe.inference.api import DetectResult, EmbedResult, Watermarker
 
-from tests.cli.test_embed_detect_cli import untrained_checkpoint
 
 
 @pytest.fixture
-def model(tmp_path: Path) -> Watermarker:
+def model(tmp_path: Path, untrained_checkpoint) -> Watermarker:
     return wam_pipe.load(untrained_checkpoint(tmp_path / "c.pt"), device="cpu")
 
 
@@ -142,7 +141,7 @@ def test_threads_get_the_single_thread_answers(model):
         assert torch.equal(got[i][0], image) and torch.allclose(got[i][1], logits, atol=1e-5)
 
 
-def test_bf16_precision_runs_under_autocast(tmp_path):
+def test_bf16_precision_runs_under_autocast(tmp_path, untrained_checkpoint):
     model = wam_pipe.load(untrained_checkpoint(tmp_path / "c.pt"), device="cpu", precision="bf16")
     assert model.precision == "bf16"
     reference = wam_pipe.load(tmp_path / "c.pt", device="cpu")

@@ -16,11 +16,10 @@ from wam_pipe.cli import main
 from wam_pipe.core.errors import UserError
 from wam_pipe.inference.export import CONFIG_NAME, WEIGHTS_NAME
 
-from tests.cli.test_embed_detect_cli import untrained_checkpoint
 
 
 @pytest.fixture
-def exported(tmp_path: Path, capsys) -> tuple[Path, Path]:
+def exported(tmp_path: Path, capsys, untrained_checkpoint) -> tuple[Path, Path]:
     ckpt = untrained_checkpoint(tmp_path / "c.pt")
     out = tmp_path / "shared" / "tiny"
     assert main(["export", str(ckpt), "--format", "safetensors", "--out", str(out)]) == 0

@@ -15,7 +15,6 @@ from wam_pipe.cli import main
 from wam_pipe.core.errors import UserError
 from wam_pipe.inference.scan import list_images
 
-from tests.cli.test_embed_detect_cli import untrained_checkpoint
 
 
 @pytest.fixture
@@ -40,7 +39,7 @@ def read_lines(path: Path) -> list[dict]:
 
 
 @pytest.mark.parametrize("workers", [0, 2])
-def test_scan_lists_every_image_and_every_bad_file(folder, tmp_path, capsys, workers):
+def test_scan_lists_every_image_and_every_bad_file(folder, tmp_path, capsys, workers, untrained_checkpoint):
     ckpt = untrained_checkpoint(tmp_path / "c.pt")
     out = tmp_path / "results.jsonl"
     assert main(["detect", "--checkpoint", str(ckpt), "--images", str(folder), "--out", str(out), "--batch-size", "3",
@@ -73,7 +72,7 @@ def test_recursive_and_glob(folder, tmp_path):
     assert names == {"empty.png", "img1.png", "img3.png", "deep.png", "truncated.png"}
 
 
-def test_bad_arguments_are_one_line_errors(folder, tmp_path, capsys):
+def test_bad_arguments_are_one_line_errors(folder, tmp_path, capsys, untrained_checkpoint):
     ckpt = untrained_checkpoint(tmp_path / "c.pt")
     cases = [
         (["--images", str(folder)], "--images needs --out"),
