@@ -151,3 +151,32 @@ def test_rotate_reference_switches_draw_whole_degrees_and_sample_nearest():
     assert not torch.isin(bilinear.flatten(), values).all()
     with pytest.raises(InvalidSetting, match="interpolation"):
         Rotate(interpolation="bicubic")
+
+
+@pytest.mark.parametrize("height, width", [(256, 256), (64, 96), (33, 47)])
+def test_crop_resize_pad_reference_eval_setting_has_the_references_truncated_sizes(height, width):
+    """The reference validates with sizes (0.6, 0.8, 0.6, 0.8): resize to int(0.6 H) x int(0.8 W), then a window
+    of int(0.6 h) x int(0.8 w) of that, at random positions on a random colour per image. Our strength 0.7."""
+    torch.manual_seed(0)
+    imgs, masks = torch.randn(3, 3, height, width), torch.ones(3, 1, height, width)
+    aug = CropResizePad(eval_setting="reference")
+    out, out_masks = aug.apply(imgs, masks, 0.7)
+    rh, rw = int(0.6 * height), int(0.8 * width)
+    window = out_masks[0, 0].nonzero()  # (n, 2) rows/cols of the pasted window
+    size = (window.amax(0) - window.amin(0) + 1).tolist()
+    assert size == [int(0.6 * rh), int(0.8 * rw)] and len(window) == size[0] * size[1]
+    assert all(torch.equal(out_masks[i], out_masks[0]) for i in range(3))  # one window per batch, as the reference
+    outside = out_masks[:, 0] == 0
+    canvas = [out[i][:, outside[i]][:, 0] for i in range(3)]  # (3,) colour of each image's canvas
+    assert not torch.allclose(canvas[0], canvas[1])  # a colour per image
+    again, again_masks = aug.apply(imgs, masks, 0.7)
+    assert torch.equal(again, out) and torch.equal(again_masks, out_masks)  # repeatable: evaluations agree
+    centred, centred_masks = CropResizePad().apply(imgs, masks, 0.7)
+    assert centred_masks[0, 0].sum() == round(round(0.7 * height) * 0.7) * round(round(0.7 * width) * 0.7)
+
+
+def test_crop_resize_pad_eval_setting_is_checked():
+    with pytest.raises(InvalidSetting, match="eval_setting: unknown setting 'paper'"):
+        CropResizePad(eval_setting="paper")
+    with pytest.raises(InvalidSetting, match="use a strength > 0.1"):
+        CropResizePad(eval_setting="reference").apply(torch.zeros(1, 3, 8, 8), torch.ones(1, 1, 8, 8), 0.1)

@@ -56,3 +56,24 @@ def test_batch_masks_shapes_and_segm_union():
     assert torch.equal(masks["box"] + masks["box_inverted"], torch.ones(2, 1, 16, 16))
     assert masks["segm"][0].sum() == 8 * 16 and masks["segm"][1].sum() == 0
     assert torch.equal(masks["irregular"], fixed_masks(16, 16, torch.device("cpu"))["irregular"].expand(2, -1, -1, -1))
+
+
+def test_aug_args_build_the_grids_augmentations_with_those_arguments():
+    settings = build_settings({"crop_resize_pad": None, "median_filter": [3], "rotate": [10]})
+    grid = Grid(["full"], settings, {"crop_resize_pad": {"eval_setting": "reference"},
+                                     "median_filter": {"algorithm": "reference"}})
+    assert grid.augmentations["crop_resize_pad"].eval_setting == "reference"
+    assert grid.augmentations["median_filter"].algorithm == "reference"
+    assert grid.augmentations["rotate"].interpolation == "bilinear"  # not named: its defaults
+    assert Grid(["full"], settings).augmentations["crop_resize_pad"].eval_setting == "centred"
+
+
+@pytest.mark.parametrize("aug_args, message", [
+    ({"jpeg": {"weight": 1}}, r"eval.aug_args.jpeg: not in the grid \(it has crop_resize_pad, rotate\)"),
+    ({"rotate": {"angle": 3}}, "eval.aug_args.rotate.angle: rotate takes no argument 'angle'; it takes weight"),
+    ({"crop_resize_pad": {"eval_setting": "paper"}}, "eval.aug_args.crop_resize_pad.eval_setting: unknown setting"),
+    ({"rotate": "nearest"}, "eval.aug_args.rotate: expected a mapping"),
+])
+def test_bad_aug_args_are_user_errors(aug_args, message):
+    with pytest.raises(UserError, match=message):
+        Grid(["full"], build_settings({"crop_resize_pad": None, "rotate": [10]}), aug_args)

@@ -197,3 +197,10 @@ def test_max_images_per_rank_reads_the_cap_per_rank_like_the_reference(tmp_path,
     stage = Eval(data=loader, max_images=100, max_images_per_rank=per_rank, augs={"identity": None})
     stage.setup(RunContext(run_dir=tmp_path, rank=1, world_size=4))
     assert loader.max_samples == cap
+
+
+def test_aug_args_mistakes_are_reported_at_validation(repo_root, capsys):
+    pipeline = str(repo_root / "pipelines" / "eval.yaml")
+    assert main(["validate", pipeline, "stages.eval.aug_args={crop_resize_pad: {eval_setting: reference}}"]) == 0
+    assert main(["validate", pipeline, "stages.eval.aug_args={crop_resize_pad: {eval_setting: paper}}"]) == 2
+    assert "stages.eval.aug_args.crop_resize_pad.eval_setting: unknown setting 'paper'" in capsys.readouterr().err

@@ -222,22 +222,37 @@ class CropResizePad(Augmentation):
 
     Training: each side is resized by a factor in `resize` (no antialias, as the reference), a window of `crop`
     of the resized sides is cut at random and pasted at a random position on a random colour (one per image).
-    `strength` = s: resize both sides by s, keep the central s-fraction of the result and paste it at the centre of
-    a black canvas (the content spans s^2 of each side).
+
+    Evaluation (`apply(strength=s)`), by `eval_setting`:
+      - "centred" (default): resize both sides by s, keep the central s-fraction of the result and paste it at the
+        centre of a black canvas (the content spans s^2 of each side). Nothing random: the same image always gives
+        the same result, whatever the batch.
+      - "reference": the reference's validation setting, whose one entry `(0.6, 0.8, 0.6, 0.8)` (resize_h,
+        resize_w, crop_h, crop_w) is our strength 0.7: heights use s - 0.1 and widths s + 0.1, sizes truncated to
+        whole pixels as the reference does; the crop and paste positions (one per batch) and the canvas colour (one
+        per image, uniform in RGB) are drawn as the reference draws them, from a generator seeded afresh on each
+        call (the reference's draw is unseeded; ours repeats, so two evaluations of one model agree).
 
     Args:
         weight: relative probability of being picked (default 1.0; the reference recipe uses 2).
         resize: `[min, max]` training range of the per-side resize factor (default [0.7, 1.5]).
         crop: `[min, max]` training range of the kept fraction of the resized sides (default [0.5, 0.66]).
+        eval_setting: "centred" or "reference", see above (default "centred"; in a pipeline:
+            `stages.eval.aug_args: {crop_resize_pad: {eval_setting: reference}}`).
     """
 
     geometric = True
+    EVAL_SETTINGS = ("centred", "reference")
 
     def __init__(self, weight: float = 1.0, resize: list[float] = (0.7, 1.5),
-                 crop: list[float] = (0.5, 0.66)) -> None:
+                 crop: list[float] = (0.5, 0.66), eval_setting: str = "centred") -> None:
         super().__init__(weight)
         self.resize = check_range(self.name, "resize", resize, low=1e-3)
         self.crop = check_range(self.name, "crop", crop, low=1e-3, high=1.0)
+        if eval_setting not in self.EVAL_SETTINGS:
+            raise InvalidSetting(self.name, "eval_setting",
+                                 f"unknown setting {eval_setting!r}; use {' or '.join(self.EVAL_SETTINGS)}")
+        self.eval_setting = eval_setting
 
     def sample_params(self, n: int, batch: int, height: int, width: int) -> Params:
         params = {key: uniform(*self.resize, n) for key in ("resize_h", "resize_w")}
@@ -247,6 +262,8 @@ class CropResizePad(Augmentation):
         return params
 
     def fixed_params(self, strength: float | None, batch: int, height: int, width: int) -> Params:
+        if self.eval_setting == "reference":
+            return _reference_eval_params(require_strength(self.name, strength), batch, height, width)
         s = torch.tensor([require_strength(self.name, strength)], dtype=torch.float64)
         half = torch.tensor([0.5], dtype=torch.float64)
         params = {key: s.clone() for key in ("resize_h", "resize_w", "crop_h", "crop_w")}
@@ -262,6 +279,41 @@ class CropResizePad(Augmentation):
             content, out_masks, inside = (torch.cat([part[j] for part in parts]) for j in range(3))
         colour = from_unit(to_device(params["colour"], imgs).view(-1, 3, 1, 1))  # (B, 3, 1, 1) model space
         return content + (1.0 - inside) * colour, out_masks
+
+
+# The reference's validation draws are unseeded; ours come from this seed, set afresh on every call.
+_REFERENCE_EVAL_SEED = 0
+
+
+def _reference_eval_params(strength: float, batch: int, height: int, width: int) -> Params:
+    """CropResizePad's "reference" evaluation: sizes `(s - 0.1, s + 0.1, s - 0.1, s + 0.1)` of (resize_h, resize_w,
+    crop_h, crop_w), truncated to whole pixels as the reference's `int(...)`, with its random positions and colours.
+
+    The factors are stored as exact pixel ratios (`int(f * side) / side`) so that `_resize_crop_paste`'s rounding
+    lands on the reference's truncated sizes.
+    """
+    low, high = strength - 0.1, strength + 0.1
+    if low <= 0:
+        raise InvalidSetting("crop_resize_pad", "eval_setting",
+                             f"reference: strength {strength:g} gives a height factor {low:g} <= 0; use a strength > 0.1")
+    generator = torch.Generator().manual_seed(_REFERENCE_EVAL_SEED)
+    rh, rw = max(1, int(low * height)), max(1, int(high * width))  # resized sides
+    h, w = min(rh, max(1, int(low * rh))), min(rw, max(1, int(high * rw)))  # crop window
+    h, w = min(h, height), min(w, width)
+
+    def position(slack: int) -> torch.Tensor:  # an integer uniform in 0..slack, as a fraction of the slack
+        offset = int(torch.randint(0, slack + 1, (1,), generator=generator)) if slack > 0 else 0
+        return torch.tensor([offset / slack if slack > 0 else 0.5], dtype=torch.float64)
+
+    def ratio(part: int, whole: int) -> torch.Tensor:
+        return torch.tensor([part / whole], dtype=torch.float64)
+
+    # Draw order as the reference: crop position (RandomCrop), then paste position, then the colours.
+    params = {"resize_h": ratio(rh, height), "resize_w": ratio(rw, width), "crop_h": ratio(h, rh),
+              "crop_w": ratio(w, rw), "crop_y": position(rh - h), "crop_x": position(rw - w),
+              "paste_y": position(height - h), "paste_x": position(width - w)}
+    params["colour"] = torch.rand(batch, 3, generator=generator, dtype=torch.float64)  # pixel space, one per image
+    return params
 
 
 def _resize_crop_paste(imgs: torch.Tensor, masks: torch.Tensor, params: Params,

@@ -8,12 +8,14 @@ image's COCO instance masks) and the reference's 35 augmentation settings, froze
 from __future__ import annotations
 
 import dataclasses
+import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 
 from wam_pipe.augment import AUGMENTATIONS, EVAL_STRENGTHS, representative_masks
+from wam_pipe.augment._common import InvalidSetting
 from wam_pipe.augment.base import Augmentation
 from wam_pipe.core.errors import UserError
 
@@ -95,18 +97,51 @@ def build_settings(augs: Mapping[str, Any] | None, key: str = "eval.augs") -> li
     return settings
 
 
+def build_augmentations(settings: Sequence[Setting], aug_args: Mapping[str, Mapping[str, Any]] | None = None,
+                        key: str = "eval.aug_args") -> dict[str, Augmentation]:
+    """One augmentation object per name in `settings`, built with its default constructor or with the keyword
+    arguments `aug_args[name]` (e.g. `{"median_filter": {"algorithm": "reference"}}`).
+
+    Raises:
+        UserError: a name of `aug_args` that is not in the grid, an argument the augmentation does not take, or a
+            value it refuses, naming `eval.aug_args.<name>[.<argument>]`.
+    """
+    aug_args = dict(aug_args or {})
+    names = list(dict.fromkeys(setting.aug for setting in settings))
+    for name, kwargs in aug_args.items():
+        if name not in names:
+            raise UserError(f"{key}.{name}: not in the grid (it has {', '.join(names)}); add {name} to eval.augs "
+                            f"or remove it here")
+        if not isinstance(kwargs, Mapping):
+            raise UserError(f"{key}.{name}: expected a mapping of constructor arguments, e.g. "
+                            f"{{median_filter: {{algorithm: reference}}}}, got {kwargs!r}")
+        takes = [arg for arg in inspect.signature(AUGMENTATIONS[name]).parameters if arg != "self"]
+        for arg in kwargs:
+            if arg not in takes:
+                raise UserError(f"{key}.{name}.{arg}: {name} takes no argument {arg!r}; it takes {', '.join(takes)}")
+    built: dict[str, Augmentation] = {}
+    for name in names:
+        try:
+            built[name] = AUGMENTATIONS[name](**dict(aug_args.get(name, {})))
+        except InvalidSetting as err:
+            raise UserError(f"{key}.{name}.{err.key}: {err.problem}") from None
+    return built
+
+
 @dataclasses.dataclass
 class Grid:
-    """Masks x settings, with the augmentation objects built once (cheap, CPU-only constructors)."""
+    """Masks x settings, with the augmentation objects built once (cheap, CPU-only constructors).
+
+    `aug_args` holds constructor arguments per augmentation name (`build_augmentations`); the others are built with
+    their defaults."""
 
     masks: list[str]
     settings: list[Setting]
-    augmentations: dict[str, Augmentation] = dataclasses.field(default_factory=dict)
+    aug_args: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    augmentations: dict[str, Augmentation] = dataclasses.field(init=False)
 
     def __post_init__(self) -> None:
-        for setting in self.settings:
-            if setting.aug not in self.augmentations:
-                self.augmentations[setting.aug] = AUGMENTATIONS[setting.aug]()
+        self.augmentations = build_augmentations(self.settings, self.aug_args)
 
     @property
     def cells(self) -> list[tuple[str, Setting]]:

@@ -11,7 +11,7 @@ from wam_pipe.core import run_layout as layout
 from wam_pipe.core.errors import UserError
 from wam_pipe.core.run_layout import eval_dir, last_checkpoint
 from wam_pipe.core.signature import signature_of
-from wam_pipe.eval.grid import DEFAULT_MASKS, Grid, build_settings, check_masks
+from wam_pipe.eval.grid import DEFAULT_MASKS, Grid, build_augmentations, build_settings, check_masks
 from wam_pipe.eval.multi import MULTI_SOURCES
 from wam_pipe.core.context import RunContext
 from wam_pipe.core import distributed
@@ -40,6 +40,10 @@ class Eval:
         augs: augmentation name -> list of strengths (`null`: the reference strengths of that augmentation).
             Default null: the reference grid (identity, hflip, rotate, resize, crop, perspective, crop_resize_pad,
             jpeg, gaussian_blur, median_filter, brightness, contrast, saturation, hue: 35 settings).
+        aug_args: augmentation name -> constructor arguments for the grid's copy of that augmentation, e.g.
+            `{crop_resize_pad: {eval_setting: reference}, median_filter: {algorithm: reference}}` for the
+            reference's evaluation (docs/models.md, "Differences from the reference"). Default {}: every
+            augmentation with its defaults.
         max_images: evaluate at most this many images (across ranks), the first of the loader's order. Default 1000.
         max_images_per_rank: read `max_images` per rank, as the reference's `nb_images_eval` (the cap is then
             `max_images` x world size: with 8 GPUs and 1000, the whole 5k COCO val set). Default false (a total,
@@ -62,10 +66,12 @@ class Eval:
                  max_images: Optional[int] = 1000, checkpoint: Optional[str] = None, multi_wm: bool = False,
                  multi_wm_max: int = 5, multi_wm_sources: list[str] = MULTI_SOURCES, pictures: int = 4,
                  seed: int = 0, batch_size: Optional[int] = None, allow_targets: list[str] = (),
-                 max_images_per_rank: bool = False):
+                 max_images_per_rank: bool = False, aug_args: Optional[dict[str, dict[str, Any]]] = None):
         self.data = data
         self.masks = list(masks)
         self.augs = dict(augs) if augs is not None else None
+        self.aug_args = {name: dict(kwargs) if isinstance(kwargs, dict) else kwargs
+                         for name, kwargs in (aug_args or {}).items()}
         self.max_images = max_images
         self.max_images_per_rank = max_images_per_rank
         self.checkpoint = checkpoint
@@ -82,8 +88,11 @@ class Eval:
     def check_config(cls, node: dict) -> list[tuple[str, str]]:
         """`wam-pipe validate`: grid names, counts, and a data node that reads each sample exactly once."""
         problems: list[tuple[str, str]] = []
+        settings: list = []
         for key, check in (("masks", lambda: check_masks(node.get("masks", DEFAULT_MASKS))),
-                           ("augs", lambda: build_settings(node.get("augs")))):
+                           ("augs", lambda: settings.extend(build_settings(node.get("augs")))),
+                           # the augmentations' own arguments, once the grid's names are known to be right
+                           ("aug_args", lambda: settings and build_augmentations(settings, node.get("aug_args")))):
             try:
                 check()
             except UserError as err:  # "eval.<key>: message" -> (<key>, message)
@@ -114,7 +123,7 @@ class Eval:
                 raise UserError(f"eval.multi_wm_sources: unknown source {source!r}; use {', '.join(MULTI_SOURCES)}")
         if self.multi_wm and (self.multi_wm_max < 1 or not sources):
             raise UserError("eval.multi_wm: needs multi_wm_max >= 1 and at least one of multi_wm_sources")
-        grid = Grid(check_masks(self.masks), build_settings(self.augs))
+        grid = Grid(check_masks(self.masks), build_settings(self.augs), self.aug_args)
         if self.max_images is not None:
             cap = self.max_images * (ctx.world_size if self.max_images_per_rank else 1)
             current = getattr(self.data, "max_samples", None)
