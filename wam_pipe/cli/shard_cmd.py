@@ -67,6 +67,9 @@ def _add_build(which: argparse._SubParsersAction) -> None:
     build.add_argument("--mask-order", choices=["area", "predicted_iou", "stability"], default="area",
                        help="SA-1B: which masks --max-masks keeps: largest area, predicted IoU or stability score "
                        "first (default area)")
+    build.add_argument("--drop-unannotated", action="store_true",
+                       help="COCO: leave out the images the JSON gives no annotation (as the reference's loader; "
+                       "default: keep them, with an empty instance list)")
     build.add_argument("--out", required=True, help="output folder for shard-*.tar and manifest.json, or an s3:// / "
                        "gs:// URL (built in --staging, each finished shard uploaded, the manifest last)")
     build.add_argument("--staging", default=None, help="with a URL --out: the local build folder (default "
@@ -104,7 +107,7 @@ def _build(args: argparse.Namespace) -> int:
     out = Path(args.staging) if args.staging else (default_staging(args.out) if remote else Path(args.out))
     config = BuildConfig(
         images=args.images, annotations=args.annotations, out=out, size=args.size, sa1b=args.sa1b,
-        max_masks=args.max_masks, mask_order=args.mask_order,
+        max_masks=args.max_masks, mask_order=args.mask_order, drop_unannotated=args.drop_unannotated,
         samples_per_shard=args.samples_per_shard, workers=args.workers, image_format=args.image_format,
         quality=args.quality, overwrite=args.overwrite, max_skipped_fraction=args.max_skipped_fraction,
         num_parts=args.num_parts, part=args.part, progress=not args.no_progress,

@@ -58,6 +58,8 @@ class CocoIndex:
             rasterised: pycocotools cannot draw them).
         unknown_category_annotations: annotations whose `category_id` is not in `categories`.
         has_categories: whether the JSON has a `categories` list at all.
+        dropped_unannotated: file names of the images the JSON lists but a build left out for having no annotation
+            (`shard build --drop-unannotated`); not in `images`.
     """
 
     path: Path
@@ -69,6 +71,7 @@ class CocoIndex:
     malformed_polygons: int = 0
     unknown_category_annotations: int = 0
     has_categories: bool = True
+    dropped_unannotated: tuple[str, ...] = ()
 
 
 def sha256_file(path: Path, chunk_bytes: int = 1 << 22) -> str:

@@ -86,7 +86,8 @@ class Load:
         storage_options: fsspec file-system options for remote `shards`, e.g. `{endpoint_url: http://host:9000}`
             for an S3-compatible store; never credentials (environment or ~/.aws). Default None.
         drop_unannotated: leave out the images that have no annotation at all (the reference drops them); only
-            with the per-file source (`images` + `annotations`): shards keep every image. Default False (kept: they
+            with the per-file source (`images` + `annotations`); for shards, build them with
+            `shard build --drop-unannotated`. Default False (kept: they
             still carry generated box / brush / full-image watermarks, and give a `segm` batch its unwatermarked
             images).
         mix: list of `{shards, weight, name}` shard sets to mix (instead of `shards`); each `shards` is a folder or
@@ -146,7 +147,8 @@ class Load:
             (self.decoder not in DECODERS, "decoder", f"must be one of {DECODERS}, got {self.decoder!r}"),
             (self.size < 8, "size", f"must be >= 8, got {self.size}"),
             (self.drop_unannotated and not per_file, "drop_unannotated",
-             "needs the per-file source (`images` + `annotations`); shards keep every image"),
+             "needs the per-file source (`images` + `annotations`); for shards, build them with "
+             "`wam-pipe shard build --drop-unannotated` (or `drop_unannotated: true` in the shard-build stage)"),
         ]
         if self.shards is not None:
             problem = scheme_problem(str(self.shards))

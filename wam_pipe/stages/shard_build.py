@@ -37,6 +37,8 @@ class ShardBuild:
         max_masks: SA-1B: keep at most this many masks per image (None = all). Default None.
         mask_order: SA-1B: which masks `max_masks` keeps first: "area", "predicted_iou" or "stability" (largest
             first). Default "area".
+        drop_unannotated: COCO: leave out the images the JSON gives no annotation, as the reference's loader does
+            (`shard build --drop-unannotated`). Default False (kept, with an empty instance list).
         size: stored side in pixels (short side resized, then center-cropped). Default 256.
         samples_per_shard: samples per shard. Default 512.
         workers: build processes; None = all cores. Default None.
@@ -56,9 +58,10 @@ class ShardBuild:
                  size: int = 256, samples_per_shard: int = 512, workers: int | None = None, image_format: str = "jpeg",
                  quality: int = 95, overwrite: bool = False, max_skipped_fraction: float = 0.01, synthesize: int = 0,
                  synthesize_seed: int = 0, wait_timeout_s: float = 86400.0, sa1b: list[str] | None = None,
-                 max_masks: int | None = None, mask_order: str = "area"):
+                 max_masks: int | None = None, mask_order: str = "area", drop_unannotated: bool = False):
         self.images, self.annotations, self.out = images, annotations, out
         self.sa1b, self.max_masks, self.mask_order = sa1b, max_masks, mask_order
+        self.drop_unannotated = drop_unannotated
         self.size, self.samples_per_shard, self.workers = size, samples_per_shard, workers
         self.image_format, self.quality, self.overwrite = image_format, quality, overwrite
         self.max_skipped_fraction = max_skipped_fraction
@@ -114,7 +117,7 @@ class ShardBuild:
         return BuildConfig(
             images=self.images, annotations=self.annotations, out=Path(self.out or ""), size=self.size,
             sa1b=list(self.sa1b) if self.sa1b else None, max_masks=self.max_masks, mask_order=self.mask_order,
-            samples_per_shard=self.samples_per_shard, workers=self.workers, image_format=self.image_format,
+            drop_unannotated=self.drop_unannotated, samples_per_shard=self.samples_per_shard, workers=self.workers, image_format=self.image_format,
             quality=self.quality, overwrite=self.overwrite, max_skipped_fraction=self.max_skipped_fraction,
         )
 

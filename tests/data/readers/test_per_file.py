@@ -95,7 +95,9 @@ def test_drop_unannotated_leaves_out_images_without_annotations_like_the_referen
 
 def test_drop_unannotated_is_refused_for_shards(synth_shards):
     assert Load.check_config({"shards": str(synth_shards), "drop_unannotated": True}) == [
-        ("drop_unannotated", "needs the per-file source (`images` + `annotations`); shards keep every image")]
+        ("drop_unannotated", "needs the per-file source (`images` + `annotations`); for shards, build them with "
+                             "`wam-pipe shard build --drop-unannotated` (or `drop_unannotated: true` in the "
+                             "shard-build stage)")]
     with pytest.raises(UserError, match="drop_unannotated"):
         Load(shards=str(synth_shards), drop_unannotated=True, workers=0).setup(
             RunContext(run_dir=Path("."), log=lambda message: None))

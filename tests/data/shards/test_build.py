@@ -473,3 +473,27 @@ def test_accepted_but_suspicious_annotations_are_warned_about_with_counts(synth_
     lines.clear()
     build_shards(BuildConfig(images, bad, tmp_path / "out2", size=64, workers=1, progress=False), log=lines.append)
     assert any("no `categories` list" in line for line in lines)
+
+
+def test_drop_unannotated_leaves_out_images_without_annotations_like_the_reference(synth_coco, tmp_path, capsys):
+    """`shard build --drop-unannotated` through the real CLI: the 2 unannotated images of 36 are not packed, the
+    setting is recorded (a build without it is another build), and it needs a COCO source."""
+    from wam_pipe.cli import main
+
+    images, annotations = synth_coco
+    out = tmp_path / "out"
+    args = ["shard", "build", "--images", str(images), "--annotations", str(annotations), "--size", "64",
+            "--samples-per-shard", "5", "--workers", "1", "--no-progress", "--out", str(out)]
+    assert main([*args, "--drop-unannotated"]) == 0
+    manifest = read_manifest(out)
+    assert manifest["totals"]["samples"] == manifest["source"]["image_count"] == 34
+    assert manifest["totals"]["images_without_annotations"] == 0 and manifest["settings"]["drop_unannotated"]
+    assert manifest["source"]["dropped_unannotated"] == 2 and manifest["files_not_in_json"] == 0
+    assert "left out 2 images without annotations" in capsys.readouterr().out
+    packed = [sample for shard in sorted(out.glob("shard-*.tar")) for sample in read_samples(shard)]
+    assert len(packed) == 34 and all(json.loads(sample.meta)["annotations"] for sample in packed)
+    assert main(args) == 2  # without the flag: other settings, refused until --overwrite
+    assert "--overwrite" in capsys.readouterr().err
+    assert main(["shard", "build", "--images", str(images), "--out", str(tmp_path / "folder"), "--no-progress",
+                 "--drop-unannotated"]) == 2
+    assert "drop_unannotated: needs a COCO source" in capsys.readouterr().err

@@ -58,6 +58,7 @@ class BuildConfig:
     sa1b: list[str] | None = None
     max_masks: int | None = None
     mask_order: str = "area"
+    drop_unannotated: bool = False
 
     def __post_init__(self) -> None:
         self.images = Path(self.images) if self.images is not None else None
@@ -92,6 +93,8 @@ class BuildConfig:
         }
         if self.kind == "sa1b":  # COCO settings stay as they were: published COCO builds remain up to date
             settings.update(max_masks=self.max_masks, mask_order=self.mask_order)
+        if self.drop_unannotated:  # recorded only when set, for the same reason
+            settings["drop_unannotated"] = True
         return settings
 
     @property
@@ -120,6 +123,8 @@ class BuildConfig:
              f"must be >= 0 (unset = all), got {self.max_masks}"),
             (self.mask_order in MASK_ORDERS, "mask_order", f"must be one of {list(MASK_ORDERS)}, got "
              f"{self.mask_order!r}"),
+            (not self.drop_unannotated or self.kind == "coco", "drop_unannotated",
+             "needs a COCO source (images + annotations): it leaves out the images the JSON gives no annotation"),
         ]
         return [(key, message) for ok, key, message in checks if not ok]
 

@@ -91,7 +91,7 @@ def fingerprint_images(images_dir: Path, index: CocoIndex) -> ImagesFingerprint:
         size = sizes[name] if plain and name in sizes else _file_size(images_dir / name)
         missing += size == MISSING
         digest.update(_entry_line(name, size))
-    listed = {record.file_name for record in index.images}
+    listed = {record.file_name for record in index.images} | set(index.dropped_unannotated)
     extra = sum(1 for name in sizes if name not in listed and Path(name).suffix.lower() in IMAGE_FILE_SUFFIXES)
     folder = folder_sha256(sizes) if all_plain else None
     return ImagesFingerprint(digest.hexdigest(), folder, missing, extra)

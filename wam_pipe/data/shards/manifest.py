@@ -5,7 +5,7 @@ Format (version 1; see docs/data.md):
 {"format": "wam-pipe-shards", "format_version": 1,
  "settings": {"size", "samples_per_shard", "image_format", "quality", "jpeg_subsampling"},
  "source": {"annotations_file", "annotations_sha256", "image_count", "annotation_count",
-            "images_sha256", "images_folder_sha256"},
+            "images_sha256", "images_folder_sha256", "dropped_unannotated" (only with --drop-unannotated)},
  "part": {"index", "count"} | null,          # set on a part manifest (`--num-parts`), null once merged/whole
  "shards": [{"name", "samples", "bytes", "sha256"}, ...],
  "totals": {"shards", "samples", "bytes", "instances", "images_without_annotations"},

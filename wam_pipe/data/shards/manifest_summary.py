@@ -78,6 +78,9 @@ def summary_lines(manifest: dict[str, Any], where: str) -> list[str]:
     skipped = manifest.get("skipped", [])
     if skipped:
         lines.append(f"skipped {len(skipped)} images: {skip_breakdown(skipped)} (listed in the manifest's `skipped`)")
+    if manifest["source"].get("dropped_unannotated"):
+        lines.append(f"left out {manifest['source']['dropped_unannotated']} images without annotations "
+                     "(drop_unannotated)")
     if manifest.get("files_not_in_json"):
         lines.append(f"ignored {manifest['files_not_in_json']} image files that the annotation JSON does not list")
     unknown = manifest.get("unknown_image_annotations", {})

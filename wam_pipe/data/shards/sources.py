@@ -12,9 +12,11 @@ Each index has `images` (records with `id`, `key`, `file_name`), `categories`, `
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
+from wam_pipe.core.errors import UserError
 from wam_pipe.data.coco_index import CocoIndex, load_coco_index, sha256_file
 from wam_pipe.data.folder_index import load_folder_index
 from wam_pipe.data.sa1b_index import TarIndex, list_sa1b_tars, resolve_tars, tars_fingerprint
@@ -33,7 +35,14 @@ def load_index(config: BuildConfig) -> CocoIndex | TarIndex:
         return list_sa1b_tars(config.sa1b or [])
     if config.kind == "images":
         return load_folder_index(config.images)
-    return load_coco_index(config.annotations)
+    index = load_coco_index(config.annotations)
+    if config.drop_unannotated:  # as the reference's loader: an image without annotations is never seen
+        dropped = tuple(r.file_name for r in index.images if r.annotations_json == b"[]")
+        index = dataclasses.replace(index, images=[r for r in index.images if r.annotations_json != b"[]"],
+                                    dropped_unannotated=dropped)
+        if not index.images:
+            raise UserError(f"{config.annotations}: no image has an annotation; build without --drop-unannotated")
+    return index
 
 
 def fingerprint_source(config: BuildConfig, index: CocoIndex | TarIndex) -> ImagesFingerprint:
@@ -55,7 +64,9 @@ def source_record(config: BuildConfig, index: CocoIndex | TarIndex, sha: str | N
     if config.kind == "coco":
         return {"annotations_file": config.annotations.name, "annotations_sha256": sha,
                 "image_count": len(index.images), "annotation_count": index.annotation_count,
-                **images.source_fields()}
+                **images.source_fields(),
+                # only when set, so that published COCO builds keep their `source` unchanged
+                **({"dropped_unannotated": len(index.dropped_unannotated)} if index.dropped_unannotated else {})}
     common = {"annotations_file": None, "annotations_sha256": None, "image_count": len(index.images)}
     if isinstance(index, TarIndex):
         return {"kind": "sa1b", "instances": True, **common, "tars": [path.name for path in index.tars],
