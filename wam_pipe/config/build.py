@@ -12,7 +12,7 @@ from hydra.errors import InstantiationException
 from hydra_zen import instantiate
 from omegaconf import OmegaConf
 
-from wam_pipe.config.validate import target_nodes
+from wam_pipe.config.nodes import target_nodes
 from wam_pipe.core.errors import ConfigError
 
 

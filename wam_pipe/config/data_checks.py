@@ -13,6 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from wam_pipe.config.nodes import target_nodes
 from wam_pipe.data.shards.manifest import MANIFEST_NAME, carries_instances, read_manifest
 from wam_pipe.core.errors import UserError
 
@@ -24,19 +25,6 @@ FIX = "such shards carry no instances (built from an image folder without annota
 
 def _target(node: Any, suffix: str) -> bool:
     return isinstance(node, dict) and isinstance(node.get("_target_"), str) and node["_target_"].endswith(suffix)
-
-
-def _walk(node: Any, path: str) -> list[tuple[str, dict]]:
-    found: list[tuple[str, dict]] = []
-    if isinstance(node, dict):
-        if isinstance(node.get("_target_"), str):
-            found.append((path, node))
-        for key, value in node.items():
-            found.extend(_walk(value, f"{path}.{key}"))
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            found.extend(_walk(value, f"{path}.{i}"))
-    return found
 
 
 def _folder_builds(nodes: list[tuple[str, dict]]) -> set[str]:
@@ -66,7 +54,7 @@ def _bare_sets(load: dict, folder_builds: set[str]) -> list[str]:
 
 def instance_problems(stages: dict[str, Any], file: str) -> list[str]:
     """One line per use of instance masks on shards that carry none (see the module docstring)."""
-    nodes = _walk(stages, "stages")
+    nodes = target_nodes(stages, "stages")
     builds = _folder_builds(nodes)
     errors: list[str] = []
     for path, node in nodes:

@@ -27,22 +27,13 @@ from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 from wam_pipe.config.optim_check import optimizer_problems
 from wam_pipe.config.data_checks import instance_problems
 from wam_pipe.config.messages import interpolation_message
+from wam_pipe.config.nodes import UNRESOLVED, target_nodes
 from wam_pipe.config.pipeline_file import check_top_level
 from wam_pipe.core.signature import RESERVED_KEYS, check_value, signature_of
 from wam_pipe.core.targets import TargetError, TargetNotAllowed, disallowed_reason, import_allowed
 from wam_pipe.core.settings import RunSettings, value_problems
 from wam_pipe.stages.slots import BY_KEY
 from wam_pipe.config.catalogue import all_targets
-
-
-class _Unresolved:
-    """Placeholder for a value whose interpolation failed (its error is already reported)."""
-
-    def __repr__(self) -> str:
-        return "<unresolved>"
-
-
-UNRESOLVED = _Unresolved()
 
 
 @dataclasses.dataclass
@@ -123,20 +114,6 @@ def check(cfg: DictConfig, file: str) -> Report:
         walk.visit(node, f"stages.{kind}", stage_kind=kind)
     errors.extend(instance_problems(stages, file))
     return Report(resolved, errors)
-
-
-def target_nodes(node: Any, path: str) -> list[tuple[str, dict]]:
-    """Every `_target_` node at or below `node`, under every key (reserved ones included), pre-order."""
-    found: list[tuple[str, dict]] = []
-    if isinstance(node, dict):
-        if "_target_" in node and node["_target_"] is not UNRESOLVED:
-            found.append((path, node))
-        for key, value in node.items():
-            found.extend(target_nodes(value, f"{path}.{key}"))
-    elif isinstance(node, list):
-        for i, value in enumerate(node):
-            found.extend(target_nodes(value, f"{path}.{i}"))
-    return found
 
 
 def _refused_by_name(nodes: list[tuple[str, dict]], file: str, allow: list[str]) -> list[str]:
