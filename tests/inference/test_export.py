@@ -89,3 +89,21 @@ def test_bad_exports_are_one_line_errors(exported, tmp_path, capsys):
     assert "not a readable safetensors file" in capsys.readouterr().err
     assert main(["export", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "o")]) == 2
     assert "no such checkpoint" in capsys.readouterr().err
+
+
+def test_a_reference_checkpoint_exports_directly(tmp_path, reference_weights, capsys):
+    """`wam-pipe export wam.pth`: a reference-layout file is converted on load (no import-wam step first), and the
+    export computes what the file does."""
+    from wam_pipe.models.reference_layout import ReferenceParams
+
+    params = ReferenceParams("vae_small", "sam_tiny", nbits=8, img_size=32, attenuation=None)
+    pth = reference_weights.write_reference_file(tmp_path / "wam.pth", params)
+    (tmp_path / "params.json").write_text(json.dumps(params.to_json()))
+    out = tmp_path / "exported"
+    assert main(["export", str(pth), "--format", "safetensors", "--out", str(out)]) == 0
+    assert "reference checkpoint" in capsys.readouterr().err
+    image = torch.randint(0, 256, (3, 32, 32), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    direct, shared = wam_pipe.load(pth, device="cpu"), wam_pipe.load(out, device="cpu")
+    assert torch.equal(direct.detect(image).logits, shared.detect(image).logits)
+    assert json.loads((out / CONFIG_NAME).read_text())["source"] == {"checkpoint": "wam.pth", "epoch": None,
+                                                                    "step": None}

@@ -18,7 +18,8 @@ import argparse
 def register(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("export", help="write a checkpoint's model as safetensors + JSON config for sharing",
                             description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("checkpoint", metavar="CKPT", help="a .pt file written by wam-pipe training")
+    parser.add_argument("checkpoint", metavar="CKPT", help="a .pt file written by wam-pipe training or import-wam, or a reference .pth "
+                        "(the released wam_mit.pth etc.; a params.json beside it is used)")
     parser.add_argument("--format", default="safetensors", choices=["safetensors"],
                         help="file format (default and only: safetensors)")
     parser.add_argument("--out", required=True, help="folder to write model.safetensors and wam_pipe.json into")

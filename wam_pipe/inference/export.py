@@ -25,7 +25,8 @@ from safetensors.torch import load_file, save_file
 
 from wam_pipe.core.errors import UserError
 from wam_pipe.config.checkpoint_model import LoadedModel, build_model, model_node
-from wam_pipe.core.checkpoint import load_checkpoint, load_model_weights
+from wam_pipe.core.checkpoint import load_model_weights
+from wam_pipe.models.reference_layout import load_model_checkpoint
 
 FORMAT = "wam-pipe/safetensors"
 VERSION = 1
@@ -45,13 +46,14 @@ def is_export(path: str | Path) -> bool:
 
 
 def export_safetensors(checkpoint: str | Path, out: str | Path, allow_targets: Sequence[str] = ()) -> Path:
-    """Write `out/model.safetensors` and `out/wam_pipe.json` from a wam-pipe checkpoint; return `out`.
+    """Write `out/model.safetensors` and `out/wam_pipe.json` from a checkpoint; return `out`.
 
-    The model is rebuilt and its weights loaded first (the same checks as `wam-pipe detect`), so only a checkpoint
-    that loads is exported; the weights written are the rebuilt model's state dict.
+    The checkpoint is one of ours or a reference `.pth` (converted on load, as `wam-pipe detect` reads it). The
+    model is rebuilt and its weights loaded first (the same checks as `wam-pipe detect`), so only a checkpoint that
+    loads is exported; the weights written are the rebuilt model's state dict.
     """
     checkpoint, out = Path(checkpoint), Path(out)
-    data = load_checkpoint(checkpoint, map_location="cpu")
+    data = load_model_checkpoint(checkpoint, map_location="cpu")
     node = model_node(data.get("config"), str(checkpoint))
     model = build_model(node, str(checkpoint), allow_targets)
     load_model_weights(model, data["model"], checkpoint)
