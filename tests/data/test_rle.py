@@ -93,3 +93,27 @@ def test_the_loop_and_the_vectorised_decoders_agree_on_long_and_short_counts():
         for decode in (rle_ops._runs_by_loop, lambda c: rle_ops.counts_from_string(c * 200)):
             with pytest.raises(rle_ops.SegmentationError):
                 decode(bad)
+
+
+@pytest.mark.parametrize("height, width", [(1, 1), (7, 5), (64, 48), (301, 457)])
+def test_sample_rles_equals_decoding_then_gathering(height, width):
+    """`sample_rles` reads pixels off the runs; it must give exactly the decoded masks' pixels, including masks
+    that start with foreground (a leading run of 0), empty and full masks, and repeated or unordered indices."""
+    rng = np.random.default_rng(height * width)
+    blobs = (rng.random((height, width, 3)) < [[[0.05, 0.5, 0.95]]]).astype(np.uint8)  # sparse, half, dense
+    edge = np.zeros((height, width, 3), np.uint8)
+    edge[0, 0, 0] = 1  # foreground at pixel 0: the counts start with an empty background run
+    edge[:, :, 2] = 1  # full
+    masks = np.concatenate([blobs, edge], axis=2)  # (H, W, 6), the second edge mask is empty
+    rles = rle_ops.encode_masks(masks)
+    decoded = rle_ops.decode_rles(rles)
+    unordered = rng.integers(0, height, 40), np.concatenate([rng.integers(0, width, 30), [0, width - 1, 0]])
+    ordered = np.sort(rng.integers(0, height, 40)), np.sort(rng.integers(0, width, 33))  # a crop's: the fast path
+    for rows, cols in (unordered, ordered):
+        assert np.array_equal(rle_ops.sample_rles(rles, rows, cols), decoded[rows[:, None], cols[None, :]])
+
+
+def test_sample_rles_refuses_a_damaged_rle():
+    good = rle_ops.encode_masks(np.ones((4, 4, 1), np.uint8))[0]
+    with pytest.raises(rle_ops.SegmentationError, match="RLE runs cover"):
+        rle_ops.sample_rles([good, {"size": [4, 4], "counts": "0" * 3 + "1"}], np.arange(4), np.arange(4))

@@ -89,8 +89,14 @@ def nearest_indices(src_len: int, dst_len: int, start: int, count: int) -> np.nd
     return picked[start : start + count]
 
 
-def resize_crop_masks(masks: np.ndarray, geometry: CropGeometry) -> np.ndarray:
-    """Full-resolution `(H, W, N)` masks -> `(size, size, N)`: PIL-NEAREST resize then crop, done as one gather."""
+def crop_pixels(geometry: CropGeometry) -> tuple[np.ndarray, np.ndarray]:
+    """(rows, cols): the full-resolution pixel each output pixel of the PIL-NEAREST resize + crop takes."""
     rows = nearest_indices(geometry.height, geometry.resized_height, geometry.top, geometry.size)
     cols = nearest_indices(geometry.width, geometry.resized_width, geometry.left, geometry.size)
+    return rows, cols
+
+
+def resize_crop_masks(masks: np.ndarray, geometry: CropGeometry) -> np.ndarray:
+    """Full-resolution `(H, W, N)` masks -> `(size, size, N)`: PIL-NEAREST resize then crop, done as one gather."""
+    rows, cols = crop_pixels(geometry)
     return masks[rows[:, None], cols[None, :]]  # (size, size, N)

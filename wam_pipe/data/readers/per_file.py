@@ -21,7 +21,7 @@ import torch
 
 from wam_pipe.data import rle as rle_ops
 from wam_pipe.data.coco_index import ImageRecord
-from wam_pipe.data.imageops import CropGeometry, crop_geometry, resize_crop_image, resize_crop_masks
+from wam_pipe.data.imageops import CropGeometry, crop_geometry, crop_pixels, resize_crop_image
 from wam_pipe.data.readers.mask_select import MaskSelector
 from wam_pipe.data.readers.epoch_plan import Piece
 from wam_pipe.data.shards.prepare import SkipImage, full_resolution_rles, open_rgb
@@ -110,16 +110,16 @@ def _torch_resize_crop(image: torch.Tensor, record: ImageRecord, geometry: CropG
 
 
 def _masks(record: ImageRecord, chosen: list[dict], selector: MaskSelector, geometry: CropGeometry) -> np.ndarray:
-    """Rasterise the chosen instances at full resolution, then nearest-resize + crop (as the shard builder)."""
+    """The chosen instances' masks at the crop: the full-resolution RLEs sampled at the nearest-resize + crop's
+    pixels (as the shard builder)."""
     size = geometry.size
     masks = np.zeros((selector.channels, size, size), dtype=np.uint8)
     if not chosen:
         return masks
     rles = full_resolution_rles(record, chosen)
     if selector.mode == "union":
-        full = rle_ops.decode_union(rles, record.height, record.width)[:, :, None]  # (H, W, 1)
-    else:
-        full = rle_ops.decode_rles(rles)  # (H, W, n)
-    cropped = resize_crop_masks(full, geometry)  # (S, S, n)
+        rles = [rle_ops.union_rle(rles)]  # still runs: the union is merged without decoding
+    rows, cols = crop_pixels(geometry)
+    cropped = rle_ops.sample_rles(rles, rows, cols)  # (S, S, n), read off the runs as the shard builder does
     masks[: cropped.shape[2]] = cropped.transpose(2, 0, 1)
     return masks

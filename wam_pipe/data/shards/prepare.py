@@ -23,7 +23,7 @@ from PIL import Image
 from wam_pipe.core.pixel_limit import ImageTooLarge, open_image
 from wam_pipe.data import rle as rle_ops
 from wam_pipe.data.coco_index import ImageRecord
-from wam_pipe.data.imageops import CropGeometry, crop_geometry, resize_crop_image, resize_crop_masks, to_rgb
+from wam_pipe.data.imageops import CropGeometry, crop_geometry, crop_pixels, resize_crop_image, to_rgb
 
 IMAGE_EXTENSIONS = {"jpeg": "jpg", "png": "png"}
 JPEG_SUBSAMPLING = "4:2:0"  # recorded in the manifest; libjpeg's default, what COCO's own files use
@@ -81,16 +81,13 @@ def full_resolution_rles(record: ImageRecord, annotations: list[dict[str, Any]])
     return rles
 
 
-MASK_CHUNK = 16  # masks decoded at full resolution at once: bounds memory (~100 SA-1B masks of 3.4 MP each)
-
-
 def stored_rles(full_rles: list[dict[str, Any]], geometry: CropGeometry) -> list[dict[str, Any]]:
-    """Full-resolution RLEs -> RLEs of the `size` x `size` crop (resize nearest + crop, re-encoded)."""
-    out: list[dict[str, Any]] = []
-    for start in range(0, len(full_rles), MASK_CHUNK):
-        masks = rle_ops.decode_rles(full_rles[start : start + MASK_CHUNK])  # (H, W, n)
-        out.extend(rle_ops.encode_masks(resize_crop_masks(masks, geometry)))  # n RLEs of (size, size)
-    return out
+    """Full-resolution RLEs -> RLEs of the `size` x `size` crop (resize nearest + crop, re-encoded). The crop's
+    pixels are read off the runs (`rle.sample_rles`): the full masks are never decoded."""
+    if not full_rles:
+        return []
+    rows, cols = crop_pixels(geometry)
+    return rle_ops.encode_masks(rle_ops.sample_rles(full_rles, rows, cols))  # n RLEs of (size, size)
 
 
 @dataclass
