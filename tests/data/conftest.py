@@ -130,6 +130,7 @@ def bad_inputs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str
 # --- real servers on 127.0.0.1 (remote shard tests) ----------------------------------------------------------------
 
 SERVER_START_S = 30.0  # bounded start: a server that does not answer by then fails the fixture
+GCS_ENV = {"NO_GCE_CHECK": "true", "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT": "false"}  # + STORAGE_EMULATOR_HOST
 S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_SESSION_TOKEN": "testing",
           "AWS_DEFAULT_REGION": "us-east-1"}
 
@@ -204,6 +205,64 @@ class MotoServer:
 
     def kill(self) -> None:
         stop(self.process)
+
+
+class GcsServer:
+    """A Cloud Storage emulator (`gcp-storage-emulator`, the JSON API that gcsfs speaks) on 127.0.0.1 in a
+    subprocess, in memory (`endpoint`, `kill()`). gcsfs finds it through STORAGE_EMULATOR_HOST (`gcs_env`)."""
+
+    def __init__(self) -> None:
+        pytest.importorskip("gcp_storage_emulator", reason="gcp-storage-emulator not installed (pip install -e '.[test]')")
+        pytest.importorskip("gcsfs", reason="gcsfs not installed (pip install -e '.[test]')")
+        self.port = free_port()
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen([sys.executable, "-c", "from gcp_storage_emulator.__main__ import main; main()",
+                                         "start", "--host", "127.0.0.1", "--port", str(self.port), "--in-memory"],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_for_url(self.endpoint + "/storage/v1/b", self.process)
+        except RuntimeError:
+            stop(self.process)
+            raise
+
+    def kill(self) -> None:
+        stop(self.process)
+
+
+@pytest.fixture(scope="session")
+def gcs_server() -> Iterator[GcsServer]:
+    server = GcsServer()
+    saved = {key: os.environ.get(key) for key in GCS_ENV}
+    # gcsfs reads the emulator's address from the environment, as it reads credentials (never from YAML); with no
+    # credentials found it connects anonymously, which the emulator accepts.
+    os.environ.update({**GCS_ENV, "STORAGE_EMULATOR_HOST": server.endpoint})
+    import fsspec
+    import gcsfs
+
+    # gcsfs' default `gs` file system first asks the bucket's type over gRPC, which only the real service speaks
+    # (the emulator would make it wait 60 s, then fall back): use the plain JSON-API file system, as
+    # GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT=false does when set before gcsfs is imported.
+    fsspec.register_implementation("gs", gcsfs.GCSFileSystem, clobber=True)
+    yield server
+    server.kill()
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture(scope="session")
+def gcs_shards(gcs_server: GcsServer, synth_shards: Path) -> str:
+    """`synth_shards` uploaded to bucket `shards` of the emulator: its gs:// URL."""
+    import gcsfs
+
+    fs = gcsfs.GCSFileSystem(skip_instance_cache=True)
+    fs.mkdir("shards")
+    for path in sorted(synth_shards.glob("*")):
+        if path.is_file():
+            fs.put_file(str(path), f"shards/synth/{path.name}")
+    return "gs://shards/synth"
 
 
 @pytest.fixture(scope="session")

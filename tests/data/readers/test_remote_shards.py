@@ -1,4 +1,5 @@
-"""Shards read from URLs through real servers on 127.0.0.1 (an HTTP server process, moto's S3 API server).
+"""Shards read from URLs through real servers on 127.0.0.1 (an HTTP server process, moto's S3 API server, a Cloud
+Storage emulator).
 
 The batches of an epoch from a URL must equal those from the local folder (keys and bytes), for 2 ranks x 2
 workers; errors (missing manifest, unreachable host, resized shard, a server killed mid-epoch) are one line naming
@@ -82,6 +83,13 @@ def test_s3_epochs_equal_the_local_folder_2_ranks_x_2_workers(s3_shards, moto_s3
     loads = _loads(s3_shards, storage_options={"endpoint_url": moto_s3.endpoint})
     for epoch in range(2):
         _assert_same_batches(_epoch(loads, epoch), local_epochs[epoch])
+
+
+@pytest.mark.slow
+def test_gcs_epoch_equals_the_local_folder_2_ranks_x_2_workers(gcs_shards, local_epochs):
+    """gs:// through gcsfs against a Cloud Storage emulator on 127.0.0.1 (its address and anonymous access come
+    from the environment, as credentials do)."""
+    _assert_same_batches(_epoch(_loads(gcs_shards), 0), local_epochs[0])
 
 
 def test_pipe_command_reads_like_the_local_folder(synth_shards, local_epochs):
