@@ -16,7 +16,6 @@ All arms use the same batch size, workers, decoder, mask mode and DataLoader set
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import time
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
+from wam_pipe.core.worker_pool import worker_pool
 from wam_pipe.data.readers.decode import Collate, decode_stored
 from wam_pipe.data.readers.mask_select import MaskSelector
 from wam_pipe.data.readers.epoch_plan import Piece
@@ -223,8 +223,7 @@ class CeilingArm:
 
         preload_decoder(self.settings.decoder)  # before forking, as the loader arms do
         processes = max(self.settings.workers, 1)
-        context = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        self.pool = multiprocessing.get_context(context).Pool(processes, initializer=_ceiling_worker_init)
+        self.pool = worker_pool(processes, initializer=_ceiling_worker_init)
 
     def run_epoch(self, epoch: int) -> EpochTiming:
         processes = max(self.settings.workers, 1)

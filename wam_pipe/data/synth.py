@@ -14,13 +14,13 @@ The JSON is written last and atomically, so an interrupted run is simply redone.
 from __future__ import annotations
 
 import json
-import multiprocessing
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
 
+from wam_pipe.core.worker_pool import worker_pool
 from wam_pipe.core.progress import progress
 from wam_pipe.data import synth_shapes as shapes
 from wam_pipe.data.coco_index import sample_key
@@ -144,9 +144,10 @@ def _run(jobs: list[tuple], workers: int | None) -> list[tuple[dict, list[dict]]
                 results.append(_write_one(job))
                 bar.update(1)
             return results
-        context = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        with multiprocessing.get_context(context).Pool(workers) as pool:
+        with worker_pool(workers) as pool:
             for result in pool.imap(_write_one, jobs, chunksize=8):  # in order
                 results.append(result)
                 bar.update(1)
+            pool.close()  # finished: let the workers exit (terminate, the `with` exit, is for errors)
+            pool.join()
     return results

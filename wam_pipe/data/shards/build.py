@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import multiprocessing
 import os
 import signal
 import sys
@@ -25,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from wam_pipe.core.worker_pool import process_context, reset_signal_handlers
 from wam_pipe.data.shards import manifest as manifest_io
 from wam_pipe.data.shards.build_state import (
     BuildConfig, BuildState, PlannedShard, clear_output, create_output_dir, plan_shards,
@@ -277,7 +277,7 @@ class _results:
         if workers <= 1 or len(self.records) <= 1:
             _init_worker(*args)
             return map(_process_image, self.records)
-        context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+        context = process_context()
         self.busy = context.Array("q", 2 * workers, lock=False)  # per worker: (pid, position of its image + 1 or 0)
         slots = context.Value("i", 0)
         self.pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
@@ -330,6 +330,7 @@ SEGV_HOOK_ENV = "WAM_PIPE_TEST_SEGV_ON_IMAGE"
 
 def _init_worker(images: str, size: int, image_format: str, quality: int, busy: Any = None, slots: Any = None
                  ) -> None:
+    reset_signal_handlers()  # the parent's handlers (e.g. submitit's SIGTERM bypass) are not a worker's
     _WORKER_ARGS.update(images=Path(images), size=size, image_format=image_format, quality=quality, busy=busy)
     if slots is not None:
         _die_with_parent()

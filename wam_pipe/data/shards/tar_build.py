@@ -12,7 +12,6 @@ tars written so far stay and are reused by the rerun).
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import signal
 import tarfile
@@ -21,6 +20,7 @@ from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any, Callable
 
+from wam_pipe.core.worker_pool import process_context, reset_signal_handlers
 from wam_pipe.core.errors import RunFailure, UserError
 from wam_pipe.data.sa1b_index import TarIndex, image_id_of
 from wam_pipe.data.shards.build_state import BuildConfig, BuildState, PlannedShard
@@ -46,10 +46,11 @@ def write_tar_shards(config: BuildConfig, index: TarIndex, shards: list[PlannedS
         results = map(_write_one_tar, tasks)
         _collect(results, on_done, bar)
         return
-    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn")
+    context = process_context()
     # concurrent.futures, not multiprocessing.Pool: a worker that dies (segfault, out-of-memory killer) breaks the
     # pool at once instead of leaving the build waiting forever for the lost tar.
-    with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=context) as pool:
+    with ProcessPoolExecutor(min(workers, len(tasks)), mp_context=context,
+                             initializer=reset_signal_handlers) as pool:
         pending = {pool.submit(_write_one_tar, task): task[1] for task in tasks}
         try:
             while pending:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import multiprocessing
 from pathlib import Path
 from typing import Any
 
+from wam_pipe.core.worker_pool import worker_pool
 from wam_pipe.core.errors import UserError
 from wam_pipe.core.progress import progress
 from wam_pipe.data.location import ShardLocation
@@ -131,11 +131,12 @@ def verify_shards(directory: str | Path, workers: int | None = None,
                 results.append(verify_shard(job))
                 bar.update(1)
         else:
-            context = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-            with multiprocessing.get_context(context).Pool(min(workers, len(jobs))) as pool:
+            with worker_pool(min(workers, len(jobs))) as pool:
                 for result in pool.imap(verify_shard, jobs, chunksize=1):  # in order, as they finish
                     results.append(result)
                     bar.update(1)
+                pool.close()  # finished: let the workers exit (terminate, the `with` exit, is for errors)
+                pool.join()
     problems = [line for _, shard_problems in results for line in shard_problems]
     all_keys = [key for keys, _ in results for key in keys]
     if len(set(all_keys)) != len(all_keys):
