@@ -162,17 +162,17 @@ def stop(process: subprocess.Popen) -> None:
     process.wait(timeout=SERVER_START_S)
 
 
-class HttpServer:
-    """`python -m http.server` serving `directory` on 127.0.0.1 in a subprocess (`url`, `kill()`)."""
+class LocalServer:
+    """A server subprocess on 127.0.0.1 at `url`, started by `command` and answering `url + ready_path` within
+    SERVER_START_S (else stopped, and the fixture fails); `kill()` stops it."""
 
-    def __init__(self, directory: Path):
+    def __init__(self, command: list[str], ready_path: str, env: dict[str, str] | None = None):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", str(self.port),
-                                         "--directory", str(directory)],
+        self.process = subprocess.Popen([str(self.port) if arg == "{port}" else arg for arg in command], env=env,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
-            wait_for_url(self.url + "/", self.process)
+            wait_for_url(self.url + ready_path, self.process)
         except RuntimeError:
             stop(self.process)
             raise
@@ -181,52 +181,40 @@ class HttpServer:
         stop(self.process)
 
 
-class MotoServer:
-    """moto's S3 API server (`python -m moto.server`) on 127.0.0.1 in a subprocess (`endpoint`, `kill()`)."""
+class HttpServer(LocalServer):
+    """`python -m http.server` serving `directory`."""
+
+    def __init__(self, directory: Path):
+        super().__init__([sys.executable, "-m", "http.server", "--bind", "127.0.0.1", "{port}", "--directory",
+                          str(directory)], "/")
+
+
+class MotoServer(LocalServer):
+    """moto's S3 API server (`python -m moto.server`); `endpoint` for s3fs / botocore."""
 
     def __init__(self, **env: str):
         pytest.importorskip("moto.server", reason="moto[server] not installed (pip install -e '.[test]')")
         pytest.importorskip("s3fs", reason="s3fs not installed (pip install -e '.[test]')")
-        self.port = free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(self.port)],
-                                        env={**os.environ, **S3_ENV, **env},
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            wait_for_url(self.endpoint + "/moto-api/", self.process)
-        except RuntimeError:
-            stop(self.process)
-            raise
+        super().__init__([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", "{port}"], "/moto-api/",
+                         env={**os.environ, **S3_ENV, **env})
+        self.endpoint = self.url
 
     def filesystem(self):
         import s3fs
 
         return s3fs.S3FileSystem(endpoint_url=self.endpoint, skip_instance_cache=True)
 
-    def kill(self) -> None:
-        stop(self.process)
 
-
-class GcsServer:
-    """A Cloud Storage emulator (`gcp-storage-emulator`, the JSON API that gcsfs speaks) on 127.0.0.1 in a
-    subprocess, in memory (`endpoint`, `kill()`). gcsfs finds it through STORAGE_EMULATOR_HOST (`gcs_env`)."""
+class GcsServer(LocalServer):
+    """A Cloud Storage emulator (`gcp-storage-emulator`, the JSON API that gcsfs speaks), in memory; gcsfs finds it
+    through STORAGE_EMULATOR_HOST (`gcs_server`)."""
 
     def __init__(self) -> None:
         pytest.importorskip("gcp_storage_emulator", reason="gcp-storage-emulator not installed (pip install -e '.[test]')")
         pytest.importorskip("gcsfs", reason="gcsfs not installed (pip install -e '.[test]')")
-        self.port = free_port()
-        self.endpoint = f"http://127.0.0.1:{self.port}"
-        self.process = subprocess.Popen([sys.executable, "-c", "from gcp_storage_emulator.__main__ import main; main()",
-                                         "start", "--host", "127.0.0.1", "--port", str(self.port), "--in-memory"],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            wait_for_url(self.endpoint + "/storage/v1/b", self.process)
-        except RuntimeError:
-            stop(self.process)
-            raise
-
-    def kill(self) -> None:
-        stop(self.process)
+        super().__init__([sys.executable, "-c", "from gcp_storage_emulator.__main__ import main; main()", "start",
+                          "--host", "127.0.0.1", "--port", "{port}", "--in-memory"], "/storage/v1/b")
+        self.endpoint = self.url
 
 
 @pytest.fixture(scope="session")
