@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -217,27 +218,36 @@ class GcsServer(LocalServer):
         self.endpoint = self.url
 
 
+@contextlib.contextmanager
+def environment(values: dict[str, str]) -> Iterator[None]:
+    """`values` set in `os.environ` for the block, the previous values (or their absence) restored after it."""
+    saved = {key: os.environ.get(key) for key in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 @pytest.fixture(scope="session")
 def gcs_server() -> Iterator[GcsServer]:
     server = GcsServer()
-    saved = {key: os.environ.get(key) for key in GCS_ENV}
     # gcsfs reads the emulator's address from the environment, as it reads credentials (never from YAML); with no
     # credentials found it connects anonymously, which the emulator accepts.
-    os.environ.update({**GCS_ENV, "STORAGE_EMULATOR_HOST": server.endpoint})
-    import fsspec
-    import gcsfs
+    with environment({**GCS_ENV, "STORAGE_EMULATOR_HOST": server.endpoint}):
+        import fsspec
+        import gcsfs
 
-    # gcsfs' default `gs` file system first asks the bucket's type over gRPC, which only the real service speaks
-    # (the emulator would make it wait 60 s, then fall back): use the plain JSON-API file system, as
-    # GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT=false does when set before gcsfs is imported.
-    fsspec.register_implementation("gs", gcsfs.GCSFileSystem, clobber=True)
-    yield server
-    server.kill()
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+        # gcsfs' default `gs` file system first asks the bucket's type over gRPC, which only the real service
+        # speaks (the emulator would make it wait 60 s, then fall back): use the plain JSON-API file system, as
+        # GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT=false does when set before gcsfs is imported.
+        fsspec.register_implementation("gs", gcsfs.GCSFileSystem, clobber=True)
+        yield server
+        server.kill()
 
 
 @pytest.fixture(scope="session")
@@ -256,14 +266,8 @@ def gcs_shards(gcs_server: GcsServer, synth_shards: Path) -> str:
 @pytest.fixture(scope="session")
 def s3_env() -> Iterator[None]:
     """Test credentials in the environment (never in YAML), restored afterwards."""
-    saved = {key: os.environ.get(key) for key in S3_ENV}
-    os.environ.update(S3_ENV)
-    yield
-    for key, value in saved.items():
-        if value is None:
-            os.environ.pop(key, None)
-        else:
-            os.environ[key] = value
+    with environment(S3_ENV):
+        yield
 
 
 @pytest.fixture(scope="session")
