@@ -23,7 +23,7 @@ class RunSettings:
         output_dir: run directory (config, logs, checkpoints, eval). Default `runs/<name>`.
         seed: base seed; each rank seeds torch with `seed + rank`.
         device: "auto" (CUDA when available, else CPU), "cpu", "cuda" (this rank's GPU) or "cuda:N".
-        precision: autocast dtype of the training step: "auto" (bf16 on CUDA, fp32 on CPU), "fp32", "bf16",
+        precision: autocast dtype of the training step: "auto" (bf16 on CUDA and on CPUs with native bf16, else fp32), "fp32", "bf16",
             "fp16" (with a GradScaler).
         epochs: number of training epochs.
         steps_per_epoch: cap on the steps of one epoch (null = one pass over the data), like VideoSeal's
