@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
 # Screenshot of TensorBoard on a run, for docs/tracking.md and the README:
-#   docs/make_tensorboard_screenshot.sh runs/quickstart [docs/tensorboard.png]
+#   docs/make_tensorboard_screenshot.sh runs/quickstart [docs/tensorboard.png] [TAG_REGEX]
+# The Scalars dashboard, unsmoothed, filtered to the curves a reader looks at first (TAG_REGEX; default: the training
+# loss, the per-epoch bit accuracy, mIoU and PSNR, and the evaluations' bit accuracy and mIoU).
 # Needs Debian's chromium (apt-get install chromium). Serves on 127.0.0.1 only and stops the server at the end.
 set -euo pipefail
 run_dir=${1:?usage: $0 RUN_DIR [OUT.png]}
 out=${2:-$(dirname "$0")/tensorboard.png}
+tags=${3:-'^(train/loss|epoch/(bit_acc|miou|psnr)|eval/(bit_acc|miou))$'}
+filter=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$tags")
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 python3 -m tensorboard.main --logdir "$run_dir/tb" --host 127.0.0.1 --port "$port" >/dev/null 2>&1 &
 server=$!
@@ -18,6 +22,6 @@ profile=$(mktemp -d)
 timeout 120 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
   --disable-background-networking --disable-component-update --disable-sync --user-data-dir="$profile" \
   --hide-scrollbars --window-size=1400,1000 --virtual-time-budget=20000 \
-  --screenshot="$out" "http://127.0.0.1:$port/?smoothing=0#timeseries" >/dev/null 2>&1
+  --screenshot="$out" "http://127.0.0.1:$port/#scalars&_smoothingWeight=0&tagFilter=$filter" >/dev/null 2>&1
 rm -rf "$profile"
 echo "wrote $out"
