@@ -135,6 +135,8 @@ def test_checkpoint_weights_are_checked_before_anything_is_built(tmp_path, model
     torch.save({"model": model, "config": ""}, tmp_path / "c.pt")
     with pytest.raises(UserError, match=message):
         load_checkpoint(tmp_path / "c.pt")
+    with pytest.raises(UserError, match=message):  # embed / detect / calibrate / eval / export read it this way
+        load_watermarker(tmp_path / "c.pt")
 
 
 @pytest.mark.parametrize("where", ["img_size", "nbits"])

@@ -130,9 +130,16 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu", 
     if find_reference_state(data) is not None:
         raise UserError(f"{path}: a Watermark Anything reference checkpoint (weights only), which cannot resume a "
                         "run; use it as step.init_from, or import it once: wam-pipe import-wam")
+    # A mapped read wants only the small entries: checking every value would read every tensor.
+    return checked_checkpoint(data, path, weights=not mmap)
+
+
+def checked_checkpoint(data: Any, path: str | Path, weights: bool = True) -> dict[str, Any]:
+    """`data` read from one of our checkpoint files, checked: a dict with a `model` entry whose weights are finite
+    tensors (`check_weights`, unless `weights` is False). Every reader of our checkpoints goes through this."""
     if not isinstance(data, dict) or "model" not in data:
         raise UserError(f"{path}: not a wam-pipe checkpoint (no 'model' entry)")
-    if not mmap:  # a mapped read wants only the small entries: checking every value would read every tensor
+    if weights:
         check_weights(data["model"], path)
     return data
 

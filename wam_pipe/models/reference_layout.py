@@ -25,7 +25,9 @@ import torch
 import yaml
 from torch import nn
 
-from wam_pipe.core.checkpoint import FORMAT, find_reference_state, is_wam_pipe_checkpoint, read_checkpoint_file
+from wam_pipe.core.checkpoint import (
+    FORMAT, checked_checkpoint, find_reference_state, is_wam_pipe_checkpoint, read_checkpoint_file,
+)
 from wam_pipe.core.errors import UserError
 from wam_pipe.models.embedders import VAEEmbedder, vae_big, vae_small
 from wam_pipe.models.extractors import SamExtractor, sam_base, sam_small, sam_tiny
@@ -404,9 +406,7 @@ def load_model_checkpoint(path: str | Path, map_location: str | torch.device = "
         _announce(f"{path}: a Watermark Anything reference checkpoint, read with {where} ({params.describe()}); "
                   "`wam-pipe import-wam` converts it once")
         return reference_checkpoint(state, params, path)
-    if not isinstance(data, dict) or "model" not in data:
-        raise UserError(f"{path}: not a wam-pipe checkpoint (no 'model' entry)")
-    return data
+    return checked_checkpoint(data, path)
 
 
 def load_init_weights(path: str | Path, model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -418,6 +418,4 @@ def load_init_weights(path: str | Path, model: torch.nn.Module) -> dict[str, tor
     if state is not None:
         _announce(f"{path}: a Watermark Anything reference checkpoint; initialising from its weights")
         return convert_for_model(state, model, str(path))
-    if not isinstance(data, dict) or "model" not in data:
-        raise UserError(f"{path}: not a wam-pipe checkpoint (no 'model' entry)")
-    return data["model"]
+    return checked_checkpoint(data, path)["model"]
