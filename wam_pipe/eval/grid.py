@@ -8,7 +8,6 @@ image's COCO instance masks) and the reference's 35 augmentation settings, froze
 from __future__ import annotations
 
 import dataclasses
-import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -18,6 +17,7 @@ from wam_pipe.augment import AUGMENTATIONS, EVAL_STRENGTHS, representative_masks
 from wam_pipe.augment._common import InvalidSetting
 from wam_pipe.augment.base import Augmentation
 from wam_pipe.core.errors import UserError
+from wam_pipe.core.signature import signature_of
 
 # The five fixed shapes of `representative_masks` plus the batch's own COCO masks (union of its instances).
 FIXED_MASKS = ("full", "box", "box_inverted", "irregular", "irregular_inverted")
@@ -115,7 +115,7 @@ def build_augmentations(settings: Sequence[Setting], aug_args: Mapping[str, Mapp
         if not isinstance(kwargs, Mapping):
             raise UserError(f"{key}.{name}: expected a mapping of constructor arguments, e.g. "
                             f"{{median_filter: {{algorithm: reference}}}}, got {kwargs!r}")
-        takes = [arg for arg in inspect.signature(AUGMENTATIONS[name]).parameters if arg != "self"]
+        takes = list(signature_of(AUGMENTATIONS[name]).params)
         for arg in kwargs:
             if arg not in takes:
                 raise UserError(f"{key}.{name}.{arg}: {name} takes no argument {arg!r}; it takes {', '.join(takes)}")

@@ -70,8 +70,7 @@ class Eval:
         self.data = data
         self.masks = list(masks)
         self.augs = dict(augs) if augs is not None else None
-        self.aug_args = {name: dict(kwargs) if isinstance(kwargs, dict) else kwargs
-                         for name, kwargs in (aug_args or {}).items()}
+        self.aug_args = dict(aug_args or {})
         self.max_images = max_images
         self.max_images_per_rank = max_images_per_rank
         self.checkpoint = checkpoint
